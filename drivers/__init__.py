@@ -1,0 +1,1 @@
+"""Adapters to the outside world (hypervisors, storage, networks), each behind an abstract interface."""

@@ -1,0 +1,82 @@
+"""What ivfarm needs from a hypervisor, independent of libvirt."""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HostFeatures:
+    """What a hypervisor behind a URI can do; declared from the URI, never probed by trial."""
+
+    real_guests: bool  # domains run real guests (consoles, files, networks exist on the host)
+    local: bool  # the host is this machine: its files and interfaces are ours to touch
+    nwfilter: bool
+    live_migration: bool
+    domain_type: str
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    """Capacity as the hypervisor reports it."""
+
+    cpus: int
+    memory_mb: int
+    hostname: str
+
+
+@dataclass(frozen=True)
+class DomainStatus:
+    """One domain on a host, as ivfarm sees it."""
+
+    name: str
+    ivfarm_id: str | None  # from our metadata; None for domains ivfarm did not make
+    state: str  # running | stopped | paused | crashed | other
+
+
+class Hypervisor(abc.ABC):
+    """Domain lifecycle on one or many hosts addressed by URI."""
+
+    @abc.abstractmethod
+    def features(self, uri: str) -> HostFeatures:
+        """What the host behind ``uri`` supports."""
+
+    @abc.abstractmethod
+    def probe(self, uri: str) -> HostInfo:
+        """Open ``uri`` and read capacity; raise HostUnreachable when it cannot be opened."""
+
+    @abc.abstractmethod
+    def define_and_start(self, uri: str, xml: str, start: bool = True) -> None:
+        """Define a persistent domain from XML and optionally start it."""
+
+    @abc.abstractmethod
+    def start(self, uri: str, name: str) -> None:
+        """Start a defined domain."""
+
+    @abc.abstractmethod
+    def stop(self, uri: str, name: str, force: bool = False, timeout_s: float = 30.0) -> None:
+        """Shut a domain down (ACPI, then power off after ``timeout_s``; at once with ``force``)."""
+
+    @abc.abstractmethod
+    def reboot(self, uri: str, name: str) -> None:
+        """Reboot a running domain."""
+
+    @abc.abstractmethod
+    def undefine(self, uri: str, name: str) -> None:
+        """Power off and remove a domain; absent domains are fine."""
+
+    @abc.abstractmethod
+    def status(self, uri: str, name: str) -> DomainStatus | None:
+        """The domain's state, or None when it does not exist."""
+
+    @abc.abstractmethod
+    def list_domains(self, uri: str) -> list[DomainStatus]:
+        """Every domain on the host."""
+
+    @abc.abstractmethod
+    def domain_xml(self, uri: str, name: str) -> str:
+        """The domain's current XML."""
+
+    @abc.abstractmethod
+    def migrate(self, uri: str, name: str, dest_uri: str, live: bool) -> None:
+        """Move a domain to another host (peer to peer)."""

@@ -1,0 +1,212 @@
+"""libvirt implementation of the hypervisor interface (any URI: qemu, qemu+ssh, test)."""
+from __future__ import annotations
+
+import threading
+import time
+import urllib.parse
+import xml.etree.ElementTree as ET
+
+import libvirt
+
+from drivers.hypervisor.base import DomainStatus, HostFeatures, HostInfo, Hypervisor
+from ivfarm.errors import HostUnreachable, HypervisorError
+
+METADATA_NS = "https://ivfarm.org/xmlns/libvirt/1.0"
+METADATA_KEY = "ivfarm"
+
+_STATES = {
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "running",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "running",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "paused",
+    libvirt.VIR_DOMAIN_SHUTOFF: "stopped",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+}
+
+# libvirt prints every error on stderr by default; ivfarm reports them itself.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+def uri_is_local(uri: str) -> bool:
+    """True when ``uri`` addresses a hypervisor on this machine."""
+    parsed = urllib.parse.urlparse(uri)
+    return parsed.hostname in (None, "", "localhost", "127.0.0.1", "::1")
+
+
+def domain_ivfarm_id(dom: libvirt.virDomain) -> str | None:
+    """The ivfarm instance id stored in the domain's metadata, if any."""
+    try:
+        raw = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
+    except libvirt.libvirtError:
+        return None
+    node = ET.fromstring(raw).find("id")
+    return node.text if node is not None else None
+
+
+class LibvirtHypervisor(Hypervisor):
+    """Keeps one connection per URI for the life of the process (test:///file URIs need that)."""
+
+    def __init__(self, domain_type: str = "qemu") -> None:
+        self.domain_type = domain_type
+        self._conns: dict[str, libvirt.virConnect] = {}
+        self._lock = threading.Lock()
+
+    # -- connections -------------------------------------------------------------------------
+    def connection(self, uri: str) -> libvirt.virConnect:
+        """An open connection to ``uri``, reopened if it died."""
+        with self._lock:
+            conn = self._conns.get(uri)
+            if conn is not None:
+                try:
+                    if conn.isAlive():
+                        return conn
+                except libvirt.libvirtError:
+                    pass
+            try:
+                conn = libvirt.open(uri)
+            except libvirt.libvirtError as exc:
+                raise HostUnreachable(f"cannot connect to hypervisor {uri}: {exc.get_error_message()}") from exc
+            self._conns[uri] = conn
+            return conn
+
+    def forget(self, uri: str) -> None:
+        """Drop the cached connection to ``uri`` (after its host went away)."""
+        with self._lock:
+            conn = self._conns.pop(uri, None)
+        if conn is not None:
+            try:
+                conn.close()
+            except libvirt.libvirtError:
+                pass
+
+    def _domain(self, uri: str, name: str) -> libvirt.virDomain:
+        try:
+            return self.connection(uri).lookupByName(name)
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(f"domain {name} on {uri}: {exc.get_error_message()}") from exc
+
+    # -- interface ---------------------------------------------------------------------------
+    def features(self, uri: str) -> HostFeatures:
+        scheme = urllib.parse.urlparse(uri).scheme.split("+")[0]
+        real = scheme != "test"
+        return HostFeatures(
+            real_guests=real,
+            local=uri_is_local(uri),
+            nwfilter=real,
+            live_migration=real,
+            domain_type=self.domain_type if real else "test",
+        )
+
+    def probe(self, uri: str) -> HostInfo:
+        conn = self.connection(uri)
+        try:
+            info = conn.getInfo()
+            hostname = conn.getHostname()
+        except libvirt.libvirtError as exc:
+            raise HostUnreachable(f"hypervisor {uri} does not answer: {exc.get_error_message()}") from exc
+        return HostInfo(cpus=int(info[2]), memory_mb=int(info[1]), hostname=hostname)
+
+    def define_and_start(self, uri: str, xml: str, start: bool = True) -> None:
+        conn = self.connection(uri)
+        try:
+            dom = conn.defineXML(xml)
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(f"cannot define domain on {uri}: {exc.get_error_message()}") from exc
+        if start:
+            try:
+                dom.create()
+            except libvirt.libvirtError as exc:
+                dom.undefine()
+                raise HypervisorError(f"cannot start domain on {uri}: {exc.get_error_message()}") from exc
+
+    def start(self, uri: str, name: str) -> None:
+        dom = self._domain(uri, name)
+        if dom.isActive():
+            return
+        try:
+            dom.create()
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(f"cannot start {name} on {uri}: {exc.get_error_message()}") from exc
+
+    def stop(self, uri: str, name: str, force: bool = False, timeout_s: float = 30.0) -> None:
+        dom = self._domain(uri, name)
+        if not dom.isActive():
+            return
+        if not force:
+            try:
+                dom.shutdown()
+            except libvirt.libvirtError:
+                force = True
+            deadline = time.monotonic() + timeout_s
+            while not force and time.monotonic() < deadline:
+                if not dom.isActive():
+                    return
+                time.sleep(0.2)
+        try:
+            dom.destroy()
+        except libvirt.libvirtError as exc:
+            if dom.isActive():
+                raise HypervisorError(f"cannot stop {name} on {uri}: {exc.get_error_message()}") from exc
+
+    def reboot(self, uri: str, name: str) -> None:
+        dom = self._domain(uri, name)
+        try:
+            dom.reset(0)
+        except libvirt.libvirtError:
+            try:
+                dom.reboot(0)
+            except libvirt.libvirtError as exc:
+                raise HypervisorError(f"cannot reboot {name} on {uri}: {exc.get_error_message()}") from exc
+
+    def undefine(self, uri: str, name: str) -> None:
+        conn = self.connection(uri)
+        try:
+            dom = conn.lookupByName(name)
+        except libvirt.libvirtError:
+            return
+        try:
+            if dom.isActive():
+                dom.destroy()
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(f"cannot remove {name} on {uri}: {exc.get_error_message()}") from exc
+
+    def status(self, uri: str, name: str) -> DomainStatus | None:
+        try:
+            dom = self.connection(uri).lookupByName(name)
+        except libvirt.libvirtError:
+            return None
+        return self._status(dom)
+
+    @staticmethod
+    def _status(dom: libvirt.virDomain) -> DomainStatus:
+        state = dom.state()[0]
+        return DomainStatus(name=dom.name(), ivfarm_id=domain_ivfarm_id(dom), state=_STATES.get(state, "other"))
+
+    def list_domains(self, uri: str) -> list[DomainStatus]:
+        try:
+            domains = self.connection(uri).listAllDomains()
+        except libvirt.libvirtError as exc:
+            raise HostUnreachable(f"cannot list domains on {uri}: {exc.get_error_message()}") from exc
+        return [self._status(dom) for dom in domains]
+
+    def domain_xml(self, uri: str, name: str) -> str:
+        return self._domain(uri, name).XMLDesc(0)
+
+    def migrate(self, uri: str, name: str, dest_uri: str, live: bool) -> None:
+        dom = self._domain(uri, name)
+        flags = (
+            libvirt.VIR_MIGRATE_PEER2PEER
+            | libvirt.VIR_MIGRATE_TUNNELLED
+            | libvirt.VIR_MIGRATE_PERSIST_DEST
+            | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+        )
+        if live:
+            flags |= libvirt.VIR_MIGRATE_LIVE
+        else:
+            flags |= libvirt.VIR_MIGRATE_OFFLINE
+        try:
+            dom.migrateToURI3(dest_uri, {}, flags)
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(f"cannot migrate {name} to {dest_uri}: {exc.get_error_message()}") from exc

@@ -1,0 +1,1 @@
+"""Storage drivers: where a VM's disks live on its host."""

@@ -1,0 +1,81 @@
+"""``ivfarm host``: register and manage hypervisors."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import click
+
+from ivfarm.cli.context_obj import pass_cloud
+from ivfarm.cli.output import emit_record, emit_rows, output_option
+from ivfarm.services import hosts
+from ivfarm.services.cloud import Cloud
+
+COLUMNS = ["name", "host_class", "enabled", "status", "uri", "used_cpus", "schedulable_cpus",
+           "used_memory_mb", "schedulable_memory_mb", "used_disk_gb", "disk_gb", "instances"]
+
+
+@click.group()
+def host() -> None:
+    """Register hypervisors and manage their state."""
+
+
+@host.command("add")
+@click.argument("name")
+@click.option("--uri", required=True, help="libvirt URI, e.g. qemu:///system, qemu+ssh://hv1/system, test:///default.")
+@click.option("--class", "host_class", type=click.Choice(["service", "worker"]), required=True,
+              help="service: critical VMs on shared storage, live migration; worker: batch VMs on local disks.")
+@click.option("--cpus", type=int, help="vCPUs to offer (default: read from libvirt).")
+@click.option("--memory-mb", type=int, help="Memory to offer in MB (default: read from libvirt).")
+@click.option("--disk-gb", type=int, help="Disk to offer in GB (default: hypervisor.disk_gb of the config).")
+@click.option("--cpu-ratio", type=float, help="CPU overcommit for this host (default: from the config).")
+@click.option("--memory-ratio", type=float, help="Memory overcommit for this host (default: from the config).")
+@pass_cloud
+def add(cloud: Cloud, name: str, uri: str, host_class: str, cpus: int | None, memory_mb: int | None,
+        disk_gb: int | None, cpu_ratio: float | None, memory_ratio: float | None) -> None:
+    """Register hypervisor NAME reachable at --uri."""
+    created = hosts.add_host(cloud, name, uri, host_class, cpus, memory_mb, disk_gb, cpu_ratio, memory_ratio)
+    click.echo(f"host {created.name} added ({created.host_class}, {created.cpus} vCPUs, {created.memory_mb} MB)")
+
+
+@host.command("list")
+@output_option
+@pass_cloud
+def list_(cloud: Cloud, output: str) -> None:
+    """List hypervisors with their capacity and usage."""
+    emit_rows([asdict(v) for v in hosts.list_hosts(cloud)], COLUMNS, output)
+
+
+@host.command("show")
+@click.argument("name")
+@output_option
+@pass_cloud
+def show(cloud: Cloud, name: str, output: str) -> None:
+    """Show one hypervisor."""
+    emit_record(asdict(hosts.show_host(cloud, name)), output)
+
+
+@host.command("enable")
+@click.argument("name")
+@pass_cloud
+def enable(cloud: Cloud, name: str) -> None:
+    """Let the scheduler place new instances on NAME again."""
+    hosts.set_enabled(cloud, name, True)
+    click.echo(f"host {name} enabled")
+
+
+@host.command("disable")
+@click.argument("name")
+@pass_cloud
+def disable(cloud: Cloud, name: str) -> None:
+    """Stop placing new instances on NAME (running ones stay)."""
+    hosts.set_enabled(cloud, name, False)
+    click.echo(f"host {name} disabled")
+
+
+@host.command("remove")
+@click.argument("name")
+@pass_cloud
+def remove(cloud: Cloud, name: str) -> None:
+    """Unregister NAME (it must run no instance)."""
+    hosts.remove_host(cloud, name)
+    click.echo(f"host {name} removed")

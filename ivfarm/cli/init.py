@@ -1,0 +1,18 @@
+"""``ivfarm init``: create the state directory and store, load the flavor catalog."""
+from __future__ import annotations
+
+import click
+
+from ivfarm.cli.context_obj import AppContext
+from ivfarm.services.flavors import sync_catalog
+
+
+@click.command()
+@click.pass_obj
+def init(app: AppContext) -> None:
+    """Create the state store (idempotent) and load the m1.* flavor catalog."""
+    cloud = app.cloud(require_store=False)
+    cloud.prepare_state_dir()
+    cloud.store.create_all()
+    count = sync_catalog(cloud)
+    click.echo(f"state store ready at {cloud.store.url} ({count} flavors); state directory {cloud.config.state_dir}")

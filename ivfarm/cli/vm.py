@@ -1,0 +1,156 @@
+"""``ivfarm vm``: instances launched and managed by the sysadmin."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from sqlalchemy import select
+
+from ivfarm.cli.context_obj import pass_cloud
+from ivfarm.cli.output import emit_record, emit_rows, output_option
+from ivfarm.services import instances, provisioning
+from ivfarm.services.cloud import Cloud
+from ivfarm.services.farms import find_farm
+from ivfarm.store.models import Instance
+
+COLUMNS = ["id", "name", "state", "farm", "host", "host_class", "flavor", "image", "ip"]
+
+
+def _record(instance: Instance) -> dict[str, object]:
+    return {
+        "id": instance.id, "name": instance.name, "state": instance.state,
+        "farm": instance.farm.name if instance.farm else None,
+        "host": instance.host.name if instance.host else None, "host_class": instance.host_class,
+        "flavor": instance.flavor_name, "image": instance.image_id, "ip": instance.ip,
+    }
+
+
+def _resolve(cloud: Cloud, ref: str) -> str:
+    with cloud.store.read() as session:
+        return instances.find_instance(session, ref).id
+
+
+@click.group()
+def vm() -> None:
+    """Launch and manage instances."""
+
+
+@vm.command("run")
+@click.option("--image", "image_ref", required=True, help="Machine image id or name.")
+@click.option("--flavor", "flavor_name", required=True, help="Flavor, e.g. m1.small.")
+@click.option("--class", "host_class", type=click.Choice(["service", "worker"]), default="worker", show_default=True)
+@click.option("--name", help="Instance name (default: its id).")
+@click.option("--farm", "farm_name", help="Put the instance in this farm's network.")
+@click.option("--count", type=click.IntRange(1, 100), default=1, show_default=True)
+@click.option("--user-data", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="User-data file.")
+@click.option("--key-name", help="Key pair of the farm to inject.")
+@click.option("--public-nic", is_flag=True, help="Add a NIC on the public segment (service class only).")
+@click.option("--restart-policy", type=click.Choice(["none", "always"]), default="none", show_default=True,
+              help="What reconcile does when the VM dies.")
+@pass_cloud
+def run(cloud: Cloud, image_ref: str, flavor_name: str, host_class: str, name: str | None, farm_name: str | None,
+        count: int, user_data: Path | None, key_name: str | None, public_nic: bool, restart_policy: str) -> None:
+    """Launch instances and wait until they run."""
+    farm_id = find_farm(cloud, farm_name).id if farm_name else None
+    request = instances.LaunchRequest(
+        image=image_ref, flavor=flavor_name, host_class=host_class, count=count, name=name, farm_id=farm_id,
+        key_name=key_name, user_data=user_data.read_bytes() if user_data else None, public_nic=public_nic,
+        restart_policy=restart_policy,
+    )
+    failed = 0
+    for instance in instances.launch(cloud, request):
+        try:
+            provisioning.provision(cloud, instance.id)
+        except Exception as exc:  # noqa: BLE001 - report each instance, exit non-zero at the end
+            failed += 1
+            click.echo(f"error: {instance.id} failed: {exc}", err=True)
+            continue
+        click.echo(f"{instance.id} {instance.name} running" + (f" ip {instance.ip}" if instance.ip else ""))
+    if failed:
+        sys.exit(1)
+
+
+@vm.command("list")
+@click.option("--farm", "farm_name", help="Only this farm's instances.")
+@click.option("--all", "show_all", is_flag=True, help="Include terminated instances.")
+@output_option
+@pass_cloud
+def list_(cloud: Cloud, farm_name: str | None, show_all: bool, output: str) -> None:
+    """List instances."""
+    with cloud.store.read() as session:
+        query = select(Instance).order_by(Instance.created_at, Instance.id)
+        if farm_name:
+            query = query.where(Instance.farm_id == find_farm(cloud, farm_name).id)
+        if not show_all:
+            query = query.where(Instance.state != "terminated")
+        rows = [_record(i) for i in session.scalars(query)]
+    emit_rows(rows, COLUMNS, output)
+
+
+@vm.command("show")
+@click.argument("ref", metavar="INSTANCE")
+@output_option
+@pass_cloud
+def show(cloud: Cloud, ref: str, output: str) -> None:
+    """Show one instance (by id or name)."""
+    with cloud.store.read() as session:
+        instance = instances.find_instance(session, ref)
+        record = _record(instance)
+        record.update(mac=instance.mac, vcpus=instance.vcpus, memory_mb=instance.memory_mb, disk_gb=instance.disk_gb,
+                      key_name=instance.key_name, state_reason=instance.state_reason,
+                      domain=instances.domain_name(instance.id), created_at=instance.created_at,
+                      launched_at=instance.launched_at, terminated_at=instance.terminated_at)
+    emit_record(record, output)
+
+
+@vm.command("stop")
+@click.argument("ref", metavar="INSTANCE")
+@click.option("--force", is_flag=True, help="Power off at once instead of an ACPI shutdown.")
+@pass_cloud
+def stop(cloud: Cloud, ref: str, force: bool) -> None:
+    """Shut an instance down (its disk is kept)."""
+    instance_id = _resolve(cloud, ref)
+    instances.stop(cloud, instance_id, force=force)
+    click.echo(f"{instance_id} stopped")
+
+
+@vm.command("start")
+@click.argument("ref", metavar="INSTANCE")
+@pass_cloud
+def start(cloud: Cloud, ref: str) -> None:
+    """Start a stopped instance."""
+    instance_id = _resolve(cloud, ref)
+    instances.start(cloud, instance_id)
+    click.echo(f"{instance_id} running")
+
+
+@vm.command("reboot")
+@click.argument("ref", metavar="INSTANCE")
+@pass_cloud
+def reboot(cloud: Cloud, ref: str) -> None:
+    """Reboot a running instance."""
+    instance_id = _resolve(cloud, ref)
+    instances.reboot(cloud, instance_id)
+    click.echo(f"{instance_id} rebooting")
+
+
+@vm.command("terminate")
+@click.argument("ref", metavar="INSTANCE")
+@pass_cloud
+def terminate(cloud: Cloud, ref: str) -> None:
+    """Destroy an instance with its disks, seed and console log."""
+    instance_id = _resolve(cloud, ref)
+    provisioning.terminate(cloud, instance_id)
+    click.echo(f"{instance_id} terminated")
+
+
+@vm.command("console")
+@click.argument("ref", metavar="INSTANCE")
+@click.option("--tail", type=int, default=0, help="Only the last N lines.")
+@pass_cloud
+def console(cloud: Cloud, ref: str, tail: int) -> None:
+    """Print the instance's serial console log."""
+    text = instances.console_output(cloud, _resolve(cloud, ref)).decode("utf-8", "replace")
+    lines = text.splitlines()
+    click.echo("\n".join(lines[-tail:] if tail else lines))

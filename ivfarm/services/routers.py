@@ -1,0 +1,113 @@
+"""The farm's virtual router: its spec from the store, its backend, and serialised updates."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from drivers.network.base import bridge_name
+from ivfarm.errors import ConfigError, NetworkError
+from ivfarm.services.addressing import router_ip
+from ivfarm.services.cloud import Cloud
+from ivfarm.store.models import LIVE_STATES, Address, Farm, Instance, PortForward
+from vrouter.errors import RouterError
+from vrouter.spec import Lease, PortForward as ForwardSpec, RouterSpec
+
+if TYPE_CHECKING:
+    from vrouter.base import RouterBackend
+
+
+def router_key(vlan: int) -> str:
+    """Short name of a farm's router (namespace ``ivfarm-<key>``)."""
+    return f"r{vlan}"
+
+
+def make_backend(cloud: Cloud, name: str) -> RouterBackend | None:
+    """The router backend called ``name``; None for ``none`` (farms without a router)."""
+    if name == "none":
+        return None
+    if name == "netns":
+        from vrouter.netns import NetnsRouter
+
+        return NetnsRouter(public_segment(cloud), cloud.config.state_dir / "run" / "routers")
+    if name == "openwrt":
+        from ivfarm.services.router_vm import openwrt_backend
+
+        return openwrt_backend(cloud)
+    raise ConfigError(f"unknown virtual router backend {name!r} (use netns, openwrt or none)")
+
+
+def public_segment(cloud: Cloud):  # type: ignore[no-untyped-def]
+    """The public segment routers attach their WAN side to."""
+    from vrouter.public import PublicSegment
+
+    public = cloud.config.get("network.public")
+    return PublicSegment(bridge=public["bridge"], netns=public["netns"], cidr=public["cidr"], gateway=public["gateway"])
+
+
+def router_spec(cloud: Cloud, session: Session, farm: Farm) -> RouterSpec:
+    """The router's desired configuration, from the store."""
+    public_net = ipaddress.IPv4Network(cloud.config.get("network.public.cidr"))
+    live = list(session.scalars(
+        select(Instance).where(Instance.farm_id == farm.id, Instance.state.in_(LIVE_STATES), Instance.ip.is_not(None))
+        .order_by(Instance.ip)
+    ))
+    leases = tuple(Lease(mac=i.mac or "", ip=i.ip or "", hostname=i.name if _hostname_ok(i.name) else i.id) for i in live)
+    forwards = tuple(
+        ForwardSpec(f.protocol, f.public_port, f.private_ip, f.private_port)
+        for f in session.scalars(select(PortForward).where(PortForward.farm_id == farm.id).order_by(PortForward.id))
+    )
+    elastic = session.scalar(
+        select(Address).where(Address.farm_id == farm.id, Address.role == "elastic").order_by(Address.public_ip).limit(1)
+    )
+    target = None
+    if elastic is not None and elastic.instance_id:
+        bound = session.get(Instance, elastic.instance_id)
+        target = bound.ip if bound is not None and bound.state in LIVE_STATES else None
+    return RouterSpec(
+        key=router_key(farm.vlan), farm=farm.name, lan_cidr=farm.cidr, lan_ip=router_ip(farm.cidr),
+        lan_bridge=bridge_name(farm.vlan), wan_ip=farm.router_ip, wan_prefix=public_net.prefixlen,
+        wan_gateway=cloud.config.get("network.public.gateway"),
+        dns_forwarders=tuple(cloud.config.get("network.dns_forwarders")),
+        leases=leases, forwards=forwards,
+        elastic_ip=elastic.public_ip if elastic is not None else None, elastic_target=target,
+    )
+
+
+def _hostname_ok(name: str) -> bool:
+    return bool(name) and len(name) <= 63 and all(c.isalnum() or c == "-" for c in name) and name[0].isalnum()
+
+
+@contextlib.contextmanager
+def router_lock(cloud: Cloud, vlan: int) -> Iterator[None]:
+    """Serialise updates of one router across threads and processes."""
+    lock_dir = cloud.config.state_dir / "run"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"router-{vlan}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def sync_router(cloud: Cloud, farm_id: int) -> None:
+    """Bring the farm's router in line with the store (leases, forwards, elastic IP)."""
+    with cloud.store.read() as session:
+        farm = session.get(Farm, farm_id)
+        if farm is None:
+            return
+        backend = make_backend(cloud, farm.router_backend)
+        if backend is None:
+            return
+        with router_lock(cloud, farm.vlan):
+            spec = router_spec(cloud, session, farm)
+            try:
+                backend.apply(spec)
+            except RouterError as exc:
+                raise NetworkError(f"router of farm {farm.name}: {exc}") from exc

@@ -1,0 +1,223 @@
+"""SQLAlchemy ORM models: the desired state of the cloud."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    """Timezone-aware now, the only clock the store uses."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+HOST_CLASSES = ("service", "worker")
+
+# Instance states that hold a host's CPU and memory; stopped instances keep only their disk.
+ACTIVE_STATES = ("pending", "running", "stopping", "rebooting")
+# States that count against a farm's quota (every instance that still exists).
+LIVE_STATES = ("pending", "running", "stopping", "stopped", "rebooting", "shutting-down")
+
+
+class Host(Base):
+    __tablename__ = "hosts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    uri: Mapped[str] = mapped_column(String(512))
+    host_class: Mapped[str] = mapped_column(String(16), index=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    cpus: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    disk_gb: Mapped[int] = mapped_column(Integer)
+    cpu_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+    memory_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="up")  # up | unreachable | fenced
+    unreachable_since: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    instances: Mapped[list[Instance]] = relationship(back_populates="host")
+
+
+class Flavor(Base):
+    __tablename__ = "flavors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vcpus: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    root_gb: Mapped[int] = mapped_column(Integer)
+    ephemeral_gb: Mapped[int] = mapped_column(Integer, default=0)
+    description: Mapped[str] = mapped_column(String(256), default="")
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Image(Base):
+    __tablename__ = "images"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # ami-/aki-/ari-
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # machine | kernel | ramdisk
+    path: Mapped[str] = mapped_column(String(1024))
+    disk_format: Mapped[str] = mapped_column(String(16))  # raw | qcow2 (machine images)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    virtual_size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner_farm_id: Mapped[int | None] = mapped_column(ForeignKey("farms.id"), nullable=True)
+    kernel_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    ramdisk_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    cmdline: Mapped[str] = mapped_column(String(512), default="")
+    description: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Farm(Base):
+    __tablename__ = "farms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    owner: Mapped[str] = mapped_column(String(256), default="")
+    access_key: Mapped[str] = mapped_column(String(128), unique=True)
+    secret_key: Mapped[str] = mapped_column(String(128))
+    cidr: Mapped[str] = mapped_column(String(32), unique=True)
+    vlan: Mapped[int] = mapped_column(Integer, unique=True)
+    router_backend: Mapped[str] = mapped_column(String(16))
+    router_ip: Mapped[str] = mapped_column(String(64))  # public IP of the router
+    status: Mapped[str] = mapped_column(String(16), default="creating")  # creating | active | deleting
+    quota_instances: Mapped[int] = mapped_column(Integer)
+    quota_vcpus: Mapped[int] = mapped_column(Integer)
+    quota_memory_mb: Mapped[int] = mapped_column(Integer)
+    quota_disk_gb: Mapped[int] = mapped_column(Integer)
+    quota_addresses: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    instances: Mapped[list[Instance]] = relationship(back_populates="farm")
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+    __table_args__ = (UniqueConstraint("farm_id", "client_token"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    farm_id: Mapped[int | None] = mapped_column(ForeignKey("farms.id"), nullable=True, index=True)
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id"))
+    flavor_name: Mapped[str] = mapped_column(String(64))
+    host_class: Mapped[str] = mapped_column(String(16))
+    host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"), nullable=True, index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    state_reason: Mapped[str] = mapped_column(String(256), default="")
+    vcpus: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    disk_gb: Mapped[int] = mapped_column(Integer)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    mac: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    public_nic: Mapped[bool] = mapped_column(Boolean, default=False)
+    key_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    user_data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    client_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reservation_id: Mapped[str] = mapped_column(String(32), default="")
+    launch_index: Mapped[int] = mapped_column(Integer, default=0)
+    restart_policy: Mapped[str] = mapped_column(String(16), default="none")  # none | always
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    launched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    farm: Mapped[Farm | None] = relationship(back_populates="instances")
+    host: Mapped[Host | None] = relationship(back_populates="instances")
+    image: Mapped[Image] = relationship()
+
+
+class KeyPair(Base):
+    __tablename__ = "keypairs"
+    __table_args__ = (UniqueConstraint("farm_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    public_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Address(Base):
+    """A public IPv4 address: a farm's router address or its elastic IP."""
+
+    __tablename__ = "addresses"
+
+    public_ip: Mapped[str] = mapped_column(String(64), primary_key=True)
+    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # router | elastic
+    allocation_id: Mapped[str | None] = mapped_column(String(32), nullable=True, unique=True)
+    allocated: Mapped[bool] = mapped_column(Boolean, default=False)  # handed to the tenant
+    instance_id: Mapped[str | None] = mapped_column(ForeignKey("instances.id"), nullable=True)
+    association_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    allocated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class PortForward(Base):
+    __tablename__ = "port_forwards"
+    __table_args__ = (UniqueConstraint("farm_id", "protocol", "public_port"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
+    protocol: Mapped[str] = mapped_column(String(8))
+    public_port: Mapped[int] = mapped_column(Integer)
+    private_ip: Mapped[str] = mapped_column(String(64))
+    private_port: Mapped[int] = mapped_column(Integer)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+
+    resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
+    resource_type: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(256), default="")
+
+
+class Operation(Base):
+    """A multi-step operation in flight; ``reconcile`` finishes or rolls back what a crash left."""
+
+    __tablename__ = "operations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(64), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UsageRecord(Base):
+    """One accounting sample: usage of one instance (or a farm's elastic IP) over an interval."""
+
+    __tablename__ = "usage_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    farm_name: Mapped[str] = mapped_column(String(64), index=True)
+    resource_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # instance | address
+    start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    end: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    vcpus: Mapped[int] = mapped_column(Integer, default=0)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=0)
+    disk_gb: Mapped[int] = mapped_column(Integer, default=0)
+    running: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -1,0 +1,96 @@
+"""Engine and sessions: SQLite (WAL, writers serialised with BEGIN IMMEDIATE) or PostgreSQL."""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, inspect, select, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ivfarm.errors import StoreNotInitialised
+from ivfarm.store.models import Base, Farm
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = url.removeprefix("sqlite:///")
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # BEGIN is emitted below, so IMMEDIATE can be chosen
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("ivfarm_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Store:
+    """Sessions on the configured database; ``write()`` serialises writers that must not race."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine = _sqlite_engine(url)
+        else:
+            self.engine = create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(self.engine.execution_options(ivfarm_write=True), expire_on_commit=False)
+
+    def create_all(self) -> None:
+        """Create every table that does not exist yet."""
+        Base.metadata.create_all(self.engine)
+
+    def is_initialised(self) -> bool:
+        """True when the schema exists."""
+        try:
+            return inspect(self.engine).has_table(Farm.__tablename__)
+        except OperationalError:
+            return False
+
+    def require_initialised(self) -> None:
+        """Raise ``StoreNotInitialised`` unless ``ivfarm init`` has run."""
+        if not self.is_initialised():
+            raise StoreNotInitialised(f"the state store at {self.url} is not initialised: run 'ivfarm init'")
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reads (and writes that cannot race)."""
+        with self._read() as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session whose transaction excludes other writers (quota and pool allocations)."""
+        with self._write() as session, session.begin():
+            yield session
+
+    def lock_farm(self, session: Session, farm_id: int) -> Farm:
+        """Lock a farm row for the rest of the transaction (SQLite: already exclusive)."""
+        stmt = select(Farm).where(Farm.id == farm_id)
+        if not self.is_sqlite:
+            stmt = stmt.with_for_update()
+        return session.execute(stmt).scalar_one()
+
+    def lock_scheduler(self, session: Session) -> None:
+        """Serialise placements across farms for the rest of the transaction (SQLite: already)."""
+        if not self.is_sqlite:
+            session.execute(text("SELECT pg_advisory_xact_lock(7305)"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
