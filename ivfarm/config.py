@@ -108,6 +108,11 @@ class Config:
         return configured or f"{self.data['ec2']['region']}-{host_class}"
 
 
+def build_config(overrides: dict[str, Any] | None = None, source: Path | None = None) -> Config:
+    """A configuration from the defaults and ``overrides`` only (no file is read)."""
+    return Config(_merge(DEFAULTS, overrides or {}), source)
+
+
 def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Load the configuration from ``path``, ``$IVFARM_CONFIG`` or the default location."""
     explicit = path or os.environ.get("IVFARM_CONFIG")
@@ -123,7 +128,6 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str,
         data = loaded
     elif explicit:
         raise ConfigError(f"configuration file not found: {file_path}")
-    merged = _merge(DEFAULTS, data)
     if overrides:
-        merged = _merge(merged, overrides)
-    return Config(merged, file_path if file_path.exists() else None)
+        data = _merge(data, overrides)
+    return build_config(data, file_path if file_path.exists() else None)

@@ -168,7 +168,7 @@ class LibvirtHypervisor(Hypervisor):
         try:
             if dom.isActive():
                 dom.destroy()
-            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+            dom.undefine()
         except libvirt.libvirtError as exc:
             raise HypervisorError(f"cannot remove {name} on {uri}: {exc.get_error_message()}") from exc
 

@@ -88,6 +88,15 @@ def find_instance(session: Session, ref: str) -> Instance:
     return instance
 
 
+def find_instance_host(cloud: Cloud, instance_id: str) -> str:
+    """The name of the host an instance is placed on."""
+    with cloud.store.read() as session:
+        instance = get_instance(session, instance_id)
+        if instance.host is None:
+            raise InvalidState(f"instance {instance_id} is on no host")
+        return instance.host.name
+
+
 def launch(cloud: Cloud, request: LaunchRequest) -> list[Instance]:
     """Check, reserve quota, place and record instances as ``pending``; all or nothing."""
     if request.host_class not in HOST_CLASSES:

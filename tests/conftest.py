@@ -1,0 +1,85 @@
+"""Shared fixtures: a cloud on a private state directory, fake hypervisors from libvirt's test driver."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivfarm.config import build_config
+from ivfarm.services.cloud import Cloud
+from ivfarm.services.flavors import sync_catalog
+
+NODE_XML = """<node>
+  <cpu><nodes>1</nodes><sockets>1</sockets><cores>{cpus}</cores><threads>1</threads>
+  <active>{cpus}</active><mhz>2000</mhz><model>i686</model></cpu>
+  <memory>{memory_kib}</memory>
+</node>
+"""
+
+
+def make_cloud(state_dir: Path, **overrides: Any) -> Cloud:
+    """A cloud with its own state directory and SQLite store, ready to use."""
+    data: dict[str, Any] = {"state_dir": str(state_dir), "vrouter": {"backend": "none"}}
+    data.update(overrides)
+    cloud = Cloud(build_config(data))
+    cloud.prepare_state_dir()
+    cloud.store.create_all()
+    sync_catalog(cloud)
+    return cloud
+
+
+@pytest.fixture
+def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
+    """A fresh cloud (vrouter backend none, no hosts yet)."""
+    monkeypatch.delenv("IVFARM_DATABASE", raising=False)
+    built = make_cloud(tmp_path / "state")
+    yield built
+    built.store.dispose()
+
+
+@pytest.fixture
+def cloud_factory(tmp_path: Path) -> Iterator[Callable[..., Cloud]]:
+    """Builds extra clouds with configuration overrides (each on its own state directory)."""
+    made: list[Cloud] = []
+
+    def factory(**overrides: Any) -> Cloud:
+        built = make_cloud(tmp_path / f"state-{len(made)}", **overrides)
+        made.append(built)
+        return built
+
+    yield factory
+    for built in made:
+        built.store.dispose()
+
+
+@pytest.fixture
+def fake_host(tmp_path: Path) -> Callable[[str, int, int], str]:
+    """Returns a factory of test-driver URIs, each a private fake hypervisor of the given size."""
+
+    def factory(name: str, cpus: int = 8, memory_mb: int = 16384) -> str:
+        path = tmp_path / f"{name}.xml"
+        path.write_text(NODE_XML.format(cpus=cpus, memory_kib=memory_mb * 1024))
+        return f"test://{path}"
+
+    return factory
+
+
+@pytest.fixture
+def raw_disk(tmp_path: Path) -> Path:
+    """A small raw disk image file."""
+    path = tmp_path / "disk.raw"
+    with path.open("wb") as handle:
+        handle.truncate(8 * 1024 * 1024)
+        handle.seek(0)
+        handle.write(b"ivfarm test disk")
+    return path
+
+
+@pytest.fixture
+def base_image(cloud: Cloud, raw_disk: Path):  # type: ignore[no-untyped-def]
+    """A public raw machine image registered in the cloud."""
+    from ivfarm.services.images import add_image
+
+    return add_image(cloud, "base", raw_disk, public=True)

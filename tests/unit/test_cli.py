@@ -1,0 +1,87 @@
+"""The ivfarm command as a sysadmin runs it: help texts, JSON output, clear errors, exit codes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from ivfarm.cli.main import cli
+
+IVFARM = str(Path(sys.executable).with_name("ivfarm"))
+
+
+def walk(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, command in group.commands.items():
+        yield (*path, name)
+        if isinstance(command, click.Group):
+            yield from walk(command, (*path, name))
+
+
+@pytest.mark.parametrize("path", [(), *walk(cli)], ids=lambda p: " ".join(p) or "ivfarm")
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage: " in result.output
+    summary = result.output.split("\n\n")[1].strip()
+    assert summary and not summary.startswith("Options"), f"{path} has no description"
+
+
+@pytest.fixture
+def ivfarm(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    config = tmp_path / "ivfarm.yaml"
+    config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "vrouter": {"backend": "none"}}))
+    env = {**os.environ, "IVFARM_CONFIG": str(config)}
+    env.pop("IVFARM_DATABASE", None)
+
+    def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([IVFARM, *args], capture_output=True, text=True, env=env, timeout=60)
+
+    return invoke
+
+
+def assert_clean_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    assert fragment in result.stderr
+
+
+def test_commands_refuse_to_run_before_init(ivfarm) -> None:  # type: ignore[no-untyped-def]
+    assert_clean_error(ivfarm("host", "list"), "run 'ivfarm init'")
+
+
+def test_a_session_of_a_sysadmin(ivfarm, tmp_path: Path, raw_disk: Path) -> None:  # type: ignore[no-untyped-def]
+    node = tmp_path / "node.xml"
+    node.write_text("<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>4</cores><threads>1</threads>"
+                    "<active>4</active><mhz>2000</mhz><model>i686</model></cpu><memory>4194304</memory></node>")
+    assert ivfarm("init").returncode == 0
+    assert ivfarm("init").returncode == 0  # idempotent
+    added = ivfarm("host", "add", "wn-01", "--uri", f"test://{node}", "--class", "worker")
+    assert added.returncode == 0 and "4 vCPUs, 4096 MB" in added.stdout
+    assert_clean_error(ivfarm("host", "add", "x", "--uri", "qemu+ssh://no-such-host.invalid/system", "--class", "worker"),
+                       "cannot connect")
+    assert_clean_error(ivfarm("host", "add", "y", "--uri", f"test://{node}", "--class", "gpu"), "Invalid value")
+    flavors = {f["name"]: f for f in json.loads(ivfarm("flavor", "list", "-o", "json").stdout)}
+    assert (flavors["m1.small"]["vcpus"], flavors["m1.small"]["memory_mb"], flavors["m1.small"]["ephemeral_gb"]) == (1, 512, 0)
+    assert (flavors["m1.medium"]["vcpus"], flavors["m1.medium"]["memory_mb"], flavors["m1.medium"]["ephemeral_gb"]) == (2, 2048, 20)
+    assert (flavors["m1.large"]["vcpus"], flavors["m1.large"]["memory_mb"], flavors["m1.large"]["ephemeral_gb"]) == (4, 8192, 80)
+    assert ivfarm("image", "add", "base", "--file", str(raw_disk), "--public").returncode == 0
+    launched = ivfarm("vm", "run", "--image", "base", "--flavor", "m1.small", "--name", "wn")
+    assert launched.returncode == 0, launched.stderr
+    [row] = json.loads(ivfarm("vm", "list", "--output", "json").stdout)
+    assert (row["name"], row["host"], row["state"]) == ("wn", "wn-01", "running")
+    assert_clean_error(ivfarm("vm", "run", "--image", "base", "--flavor", "m1.small", "--class", "service"),
+                       "no enabled service host")
+    assert_clean_error(ivfarm("image", "remove", "base"), "used by instance")
+    assert_clean_error(ivfarm("vm", "stop", "i-00000000000000000"), "not found")
+    assert ivfarm("vm", "terminate", "wn").returncode == 0
+    assert json.loads(ivfarm("vm", "list", "-o", "json").stdout) == []
+    assert ivfarm("image", "remove", "base").returncode == 0
+    assert_clean_error(ivfarm("--config", str(tmp_path / "nope.yaml"), "host", "list"), "not found")
