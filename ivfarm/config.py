@@ -24,12 +24,14 @@ DEFAULTS: dict[str, Any] = {
     "hypervisor": {
         "domain_type": "qemu",  # "kvm" where hardware virtualisation works
         "machine": "pc",
+        "shutdown_timeout_s": 30,  # ACPI shutdown grace before a stop powers the VM off
         "cpu_allocation_ratio": 1.0,
         "memory_allocation_ratio": 1.0,
         "disk_gb": 500,  # schedulable local disk per host when libvirt cannot tell
     },
     "scheduler": {"worker_policy": "pack", "service_policy": "stripe"},
     "storage": {
+        "pool_prefix": "ivfarm",  # libvirt storage pools are <prefix>-disks, -seeds, -console on each host
         "worker": {"backend": "qcow2"},
         "service": {"backend": "qcow2"},
     },

@@ -5,6 +5,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import functools
+import os
+import shutil
+import subprocess
+
 import pytest
 
 from ivfarm.config import build_config
@@ -83,3 +88,34 @@ def base_image(cloud: Cloud, raw_disk: Path):  # type: ignore[no-untyped-def]
     from ivfarm.services.images import add_image
 
     return add_image(cloud, "base", raw_disk, public=True)
+
+
+@functools.lru_cache(maxsize=None)
+def _unmet(marker: str) -> str | None:
+    """Why a test with ``marker`` cannot run here, or None when it can."""
+    if marker in ("root", "libvirtd", "vm", "gluster", "sshd") and os.geteuid() != 0:
+        return "needs root"
+    if marker in ("libvirtd", "vm"):
+        probe = subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True, check=False)
+        if probe.returncode != 0:
+            return "needs a running qemu:///system libvirtd"
+    if marker == "postgres" and not os.environ.get("IVFARM_TEST_POSTGRES_URL"):
+        return "needs IVFARM_TEST_POSTGRES_URL (scripts/start-postgres.sh)"
+    if marker == "gluster" and shutil.which("glusterd") is None:
+        return "needs glusterfs-server"
+    if marker == "sshd" and not os.path.exists("/usr/sbin/sshd"):
+        return "needs openssh-server"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests that need root, libvirtd, PostgreSQL... skip on a laptop but fail in CI (IVFARM_REQUIRE_ALL=1)."""
+    for marker in ("root", "libvirtd", "vm", "postgres", "gluster", "sshd"):
+        if item.get_closest_marker(marker) is None:
+            continue
+        reason = _unmet(marker)
+        if reason is None:
+            continue
+        if os.environ.get("IVFARM_REQUIRE_ALL") == "1":
+            pytest.fail(f"{reason}, and IVFARM_REQUIRE_ALL=1 forbids skipping", pytrace=False)
+        pytest.skip(reason)

@@ -8,6 +8,7 @@ import sys
 import click
 
 from ivfarm import __version__
+from ivfarm.cli.context import context
 from ivfarm.cli.context_obj import AppContext
 from ivfarm.cli.farm import farm
 from ivfarm.cli.flavor import flavor
@@ -39,7 +40,7 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     ctx.obj = AppContext(config_path)
 
 
-for command in (init, host, flavor, image, farm, vm, vrouter):
+for command in (init, host, flavor, image, farm, vm, vrouter, context):
     cli.add_command(command)
 
 

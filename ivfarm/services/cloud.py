@@ -22,8 +22,9 @@ class Cloud:
         self.hypervisor = hypervisor or LibvirtHypervisor(config.get("hypervisor.domain_type"))
         connect = self.hypervisor.connection
         state = config.state_dir
-        self.seeds = HostFiles(connect, state / "seeds", "ivfarm-seeds")
-        self.consoles = HostFiles(connect, state / "console", "ivfarm-console")
+        self.pool_prefix = str(config.get("storage.pool_prefix"))
+        self.seeds = HostFiles(connect, state / "seeds", f"{self.pool_prefix}-seeds")
+        self.consoles = HostFiles(connect, state / "console", f"{self.pool_prefix}-console")
         self.scheduler = Scheduler(
             {"worker": config.get("scheduler.worker_policy"), "service": config.get("scheduler.service_policy")}
         )
@@ -45,5 +46,5 @@ class Cloud:
     def _make_storage(self, host_class: str) -> Storage:
         backend = self.config.get(f"storage.{host_class}.backend")
         if backend == "qcow2":
-            return Qcow2DirStorage(self.hypervisor.connection, self.config.state_dir / "disks")
+            return Qcow2DirStorage(self.hypervisor.connection, self.config.state_dir / "disks", f"{self.pool_prefix}-disks")
         raise ConfigError(f"unknown storage backend {backend!r} for {host_class} hosts")

@@ -182,8 +182,14 @@ def stop(cloud: Cloud, instance_id: str, force: bool = False, farm_id: int | Non
     """Shut an instance down; its disk stays on its host."""
     instance, host = _transition(cloud, instance_id, ("running", "pending", "stopping"), "stopping", farm_id)
     if host is not None:
-        cloud.hypervisor.stop(host.uri, domain_name(instance.id), force=force)
+        cloud.hypervisor.stop(host.uri, domain_name(instance.id), force=force,
+                              timeout_s=float(cloud.config.get("hypervisor.shutdown_timeout_s")))
     set_state(cloud, instance.id, "stopped", "User initiated")
+
+
+def begin_stop(cloud: Cloud, instance_id: str, farm_id: int | None = None) -> None:
+    """Mark a running instance ``stopping`` at once (the EC2 facade answers, then runs ``stop``)."""
+    _transition(cloud, instance_id, ("running", "stopping"), "stopping", farm_id)
 
 
 def start(cloud: Cloud, instance_id: str, farm_id: int | None = None) -> None:

@@ -1,0 +1,130 @@
+"""The WSGI application: authenticate, dispatch ``Action`` to its handler, render XML or an error."""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sqlalchemy import select
+
+from ivfarm.ec2 import handlers  # noqa: F401 - registers every action
+from ivfarm.ec2.auth import SIGV2_PARAMS, Principal, SignedRequest, authenticate
+from ivfarm.ec2.context import RequestContext
+from ivfarm.ec2.errors import Ec2Error, from_ivfarm, internal
+from ivfarm.ec2.params import Params, parse_query
+from ivfarm.ec2.provisioner import Provisioner
+from ivfarm.ec2.registry import ACTIONS
+from ivfarm.ec2.serializer import render, render_error
+from ivfarm.errors import IvfarmError
+from ivfarm.services.cloud import Cloud
+from ivfarm.store.models import Farm
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("ivfarm.ec2.access")
+
+MAX_BODY = 2 * 1024 * 1024
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 405: "Method Not Allowed",
+            412: "Precondition Failed", 413: "Request Entity Too Large", 500: "Internal Server Error"}
+
+
+class Ec2App:
+    """The EC2 Query API of one cloud."""
+
+    def __init__(self, cloud: Cloud, provisioner: Provisioner) -> None:
+        self.cloud = cloud
+        self.provisioner = provisioner
+        self.region = str(cloud.config.get("ec2.region"))
+        self.in_flight = 0
+
+    def lookup(self, access_key: str) -> Principal | None:
+        """The active farm an access key belongs to."""
+        with self.cloud.store.read() as session:
+            row = session.execute(
+                select(Farm.id, Farm.name, Farm.secret_key).where(Farm.access_key == access_key, Farm.status == "active")
+            ).first()
+        return Principal(row.id, row.name, row.secret_key) if row else None
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        self.in_flight += 1
+        request_id = str(uuid.uuid4())
+        info = {"action": "-", "farm": "-"}
+        try:
+            status, body = self._respond(environ, request_id, info)
+        finally:
+            self.in_flight -= 1
+        start_response(f"{status} {_REASONS.get(status, 'Error')}", [
+            ("Content-Type", "text/xml;charset=UTF-8"), ("Content-Length", str(len(body))),
+            ("x-amzn-RequestId", request_id),
+        ])
+        access_log.info("%s %s farm=%s status=%d %.1fms", environ.get("REQUEST_METHOD", "-"), info["action"],
+                        info["farm"], status, (time.perf_counter() - started) * 1000)
+        return [body]
+
+    def _respond(self, environ: dict[str, Any], request_id: str, info: dict[str, str]) -> tuple[int, bytes]:
+        try:
+            action, tree = self._handle(environ, request_id, info)
+            return 200, render(action, tree, request_id)
+        except Ec2Error as exc:
+            return exc.status, render_error(exc.code, exc.message, request_id)
+        except IvfarmError as exc:
+            error = from_ivfarm(exc)
+            if error.status >= 500:
+                log.error("request %s (%s): %s", request_id, info["action"], exc)
+            return error.status, render_error(error.code, error.message, request_id)
+        except Exception:  # noqa: BLE001 - the one place a surprise becomes an InternalError
+            log.exception("request %s (%s) failed", request_id, info["action"])
+            error = internal()
+            return error.status, render_error(error.code, error.message, request_id)
+
+    def _handle(self, environ: dict[str, Any], request_id: str, info: dict[str, str]) -> tuple[str, Any]:
+        request, params = self._read(environ)
+        principal = authenticate(request, params, self.lookup, self.region)
+        info["farm"] = principal.farm_name
+        if "Signature" in params and "authorization" not in request.headers:
+            params = {k: v for k, v in params.items() if k not in SIGV2_PARAMS}
+        name = params.pop("Action", "")
+        params.pop("Version", None)
+        handler = ACTIONS.get(name)
+        if handler is None:
+            raise Ec2Error("InvalidAction", f"The action {name[:64]!r} is not valid for this web service.")
+        info["action"] = name
+        root = Params(params)
+        ctx = RequestContext(self.cloud, self.provisioner, principal, request_id, root.boolean("DryRun"), request.host)
+        tree = handler(ctx, root)
+        if not ctx.proceeded:
+            raise RuntimeError(f"handler of {name} returned without calling proceed()")
+        return name, tree
+
+    @staticmethod
+    def _read(environ: dict[str, Any]) -> tuple[SignedRequest, dict[str, str]]:
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        if method not in ("GET", "POST"):
+            raise Ec2Error("UnsupportedHttpVerb", f"The HTTP method {method[:16]} is not supported", 405)
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise Ec2Error("InvalidParameterValue", "Content-Length is not a number") from None
+        if length > MAX_BODY or length < 0:
+            raise Ec2Error("RequestEntityTooLarge", f"The request body is larger than {MAX_BODY} bytes", 413)
+        body = environ["wsgi.input"].read(length) if length else b""
+        query = environ.get("QUERY_STRING", "")
+        headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
+        if environ.get("CONTENT_TYPE"):
+            headers["content-type"] = environ["CONTENT_TYPE"]
+        if environ.get("CONTENT_LENGTH"):
+            headers["content-length"] = environ["CONTENT_LENGTH"]
+        try:
+            form = body.decode("utf-8") if method == "POST" else ""
+        except UnicodeDecodeError:
+            raise Ec2Error("InvalidParameterValue", "The request body is not UTF-8 form data") from None
+        params = parse_query(query)
+        for name, value in parse_query(form).items():
+            if name in params:
+                raise Ec2Error("InvalidParameterValue", f"The parameter {name[:64]} is given more than once")
+            params[name] = value
+        request = SignedRequest(method, headers.get("host", ""), environ.get("PATH_INFO", "/") or "/", query, headers, body)
+        return request, params

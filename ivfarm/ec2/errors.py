@@ -1,0 +1,116 @@
+"""EC2 error responses: an AWS error code, a message and the HTTP status that goes with it."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ivfarm.errors import (
+    InUse,
+    InvalidInput,
+    InvalidState,
+    IvfarmError,
+    NotFound,
+    NoValidHost,
+    PoolExhausted,
+    QuotaExceeded,
+)
+
+MAX_ECHO = 80  # longest piece of client input repeated in a message
+
+
+class Ec2Error(Exception):
+    """An error the client sees as ``<Error><Code/><Message/></Error>`` with ``status``."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def echo(value: object) -> str:
+    """Client input shortened for a message."""
+    text = str(value)
+    return text if len(text) <= MAX_ECHO else text[:MAX_ECHO] + "..."
+
+
+def auth_failure() -> Ec2Error:
+    """The one answer to every authentication problem (no hint which part was wrong)."""
+    return Ec2Error("AuthFailure", "AWS was not able to validate the provided access credentials", 401)
+
+
+def invalid_value(name: str, value: object, why: str = "") -> Ec2Error:
+    """InvalidParameterValue for parameter ``name``."""
+    suffix = f": {why}" if why else ""
+    return Ec2Error("InvalidParameterValue", f"Value ({echo(value)}) for parameter {name} is invalid{suffix}")
+
+
+def missing(name: str) -> Ec2Error:
+    """MissingParameter for a required parameter."""
+    return Ec2Error("MissingParameter", f"The request must contain the parameter {name}")
+
+
+def combination(message: str) -> Ec2Error:
+    """InvalidParameterCombination."""
+    return Ec2Error("InvalidParameterCombination", message)
+
+
+def dry_run_ok() -> Ec2Error:
+    """What a request with DryRun=true answers when it would have succeeded."""
+    return Ec2Error("DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412)
+
+
+def internal() -> Ec2Error:
+    """A failure on our side (details go to the log, not to the client)."""
+    return Ec2Error("InternalError", "An internal error has occurred", 500)
+
+
+# Resource kinds: (NotFound code, Malformed code, how the message names one id).
+_KINDS = {
+    "instance": ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed", "The instance ID"),
+    "image": ("InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "The image id"),
+    "keypair": ("InvalidKeyPair.NotFound", "InvalidKeyPair.Malformed", "The key pair"),
+    "allocation": ("InvalidAllocationID.NotFound", "InvalidAllocationID.Malformed", "The allocation ID"),
+    "association": ("InvalidAssociationID.NotFound", "InvalidAssociationID.Malformed", "The association ID"),
+    "address": ("InvalidAddress.NotFound", "InvalidAddress.Malformed", "The address"),
+}
+
+
+def not_found(kind: str, idents: Sequence[str]) -> Ec2Error:
+    """``<Kind>.NotFound`` naming the ids; the same whether an id is absent or another farm's."""
+    code, _, label = _KINDS[kind]
+    shown = ", ".join(echo(i) for i in idents)
+    if len(idents) == 1:
+        return Ec2Error(code, f"{label} '{shown}' does not exist")
+    return Ec2Error(code, f"{label}s '{shown}' do not exist")
+
+
+def malformed(kind: str, ident: str) -> Ec2Error:
+    """``<Kind>.Malformed`` for an id that cannot be one."""
+    code = _KINDS[kind][1]
+    return Ec2Error(code, f'Invalid id: "{echo(ident)}"')
+
+
+def from_ivfarm(exc: IvfarmError) -> Ec2Error:
+    """The EC2 error for a service error no handler translated itself."""
+    if isinstance(exc, NotFound) and exc.kind in _KINDS:
+        return not_found(exc.kind, [exc.ident])
+    if isinstance(exc, QuotaExceeded):
+        if exc.resource == "addresses":
+            return Ec2Error("AddressLimitExceeded", "The maximum number of addresses has been reached.")
+        return Ec2Error(
+            "InstanceLimitExceeded",
+            f"Your quota allows for {max(0, exc.limit - exc.used)} more {exc.resource.replace('_', ' ')} "
+            f"and you requested {exc.requested}.",
+        )
+    if isinstance(exc, NoValidHost):
+        return Ec2Error("InsufficientInstanceCapacity",
+                        "There is not enough capacity to fulfill your request.", 500)
+    if isinstance(exc, PoolExhausted):
+        return Ec2Error("InsufficientAddressCapacity", "There are not enough free addresses to fulfill your request.", 500)
+    if isinstance(exc, InvalidState):
+        return Ec2Error("IncorrectInstanceState", str(exc))
+    if isinstance(exc, InUse):
+        return Ec2Error("InvalidIPAddress.InUse", str(exc))
+    if isinstance(exc, InvalidInput):
+        return Ec2Error("InvalidParameterValue", str(exc))
+    return internal()

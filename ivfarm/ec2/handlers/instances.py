@@ -1,0 +1,252 @@
+"""RunInstances, DescribeInstances, DescribeInstanceStatus and DescribeInstanceAttribute."""
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any, NamedTuple
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ivfarm import ids
+from ivfarm.ec2 import pagination
+from ivfarm.ec2.context import RequestContext
+from ivfarm.ec2.errors import Ec2Error, echo, invalid_value, malformed
+from ivfarm.ec2.filters import parse_filters
+from ivfarm.ec2.handlers.common import id_list, tag_specifications, visible_seconds
+from ivfarm.ec2.params import Params
+from ivfarm.ec2.queries import boot_images, check_ids, public_ips, require_instances, tags_of, visible_instances
+from ivfarm.ec2.registry import action
+from ivfarm.ec2.views.common import STATE_CODES, ec2_state
+from ivfarm.ec2.views.instances import Related, reservation, reservations, status_item
+from ivfarm.errors import NotFound, PoolExhausted
+from ivfarm.services import instances, tags as tag_service
+from ivfarm.store.models import Instance, KeyPair
+
+MAX_BATCH = 1000
+USER_DATA_LIMIT = 16 * 1024
+_HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
+ATTRIBUTES = ("instanceType", "kernel", "ramdisk", "userData", "disableApiTermination", "disableApiStop",
+              "instanceInitiatedShutdownBehavior", "rootDeviceName", "blockDeviceMapping", "productCodes",
+              "sourceDestCheck", "groupSet", "ebsOptimized", "sriovNetSupport", "enaSupport")
+
+
+class Candidate(NamedTuple):
+    """An instance row with what filters on it need."""
+
+    row: Any
+    related: Related
+
+
+INSTANCE_FILTERS = {
+    "instance-id": lambda c: (c.row.id,),
+    "instance-state-name": lambda c: (ec2_state(c.row.state),),
+    "instance-state-code": lambda c: (str(STATE_CODES[ec2_state(c.row.state)]),),
+    "instance-type": lambda c: (c.row.flavor_name,),
+    "image-id": lambda c: (c.row.image_id,),
+    "private-ip-address": lambda c: (c.row.ip,),
+    "ip-address": lambda c: (c.related.public_ips.get(c.row.id),),
+    "availability-zone": lambda c: (c.related.zone_for(c.row.host_class),),
+    "key-name": lambda c: (c.row.key_name,),
+    "reservation-id": lambda c: (c.row.reservation_id,),
+    "client-token": lambda c: (c.row.client_token,),
+    "ami-launch-index": lambda c: (str(c.row.launch_index),),
+    "launch-index": lambda c: (str(c.row.launch_index),),
+    "network-interface.mac-address": lambda c: (c.row.mac,),
+    "architecture": lambda c: ("x86_64",),
+    "root-device-type": lambda c: ("ebs",),
+    "virtualization-type": lambda c: ("hvm",),
+    "hypervisor": lambda c: ("kvm",),
+    "tenancy": lambda c: ("default",),
+    "kernel-id": lambda c: (c.related.boot.get(c.row.image_id, (None, None))[0],),
+    "ramdisk-id": lambda c: (c.related.boot.get(c.row.image_id, (None, None))[1],),
+}
+STATUS_FILTERS = {
+    "availability-zone": INSTANCE_FILTERS["availability-zone"],
+    "instance-state-name": INSTANCE_FILTERS["instance-state-name"],
+    "instance-state-code": INSTANCE_FILTERS["instance-state-code"],
+    "system-status.status": lambda c: (_health(c.row.state),),
+    "instance-status.status": lambda c: (_health(c.row.state),),
+}
+
+
+def _health(state: str) -> str:
+    return {"running": "ok", "pending": "initializing"}.get(ec2_state(state), "not-applicable")
+
+
+def _user_data(raw: str | None) -> bytes | None:
+    if not raw:
+        return None
+    try:
+        data = base64.b64decode("".join(raw.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise Ec2Error("InvalidParameterValue", "Invalid BASE64 encoding of user data") from exc
+    if len(data) > USER_DATA_LIMIT:
+        raise Ec2Error("InvalidParameterValue", f"User data is limited to {USER_DATA_LIMIT} bytes")
+    return data
+
+
+def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
+    image_id = p.required("ImageId", max_length=64)
+    flavor = p.string("InstanceType", max_length=64) or "m1.small"
+    min_count = p.required_integer("MinCount", minimum=1, maximum=MAX_BATCH)
+    max_count = p.required_integer("MaxCount", minimum=1, maximum=MAX_BATCH)
+    key_name = p.string("KeyName", max_length=255)
+    user_data = _user_data(p.string("UserData", max_length=USER_DATA_LIMIT * 2))
+    client_token = p.string("ClientToken", max_length=64)
+    placement = p.struct("Placement")
+    zone = placement.string("AvailabilityZone", max_length=128)
+    placement.choice("Tenancy", ("default",))
+    if placement.string("GroupName", max_length=255):
+        raise Ec2Error("InvalidPlacementGroup.Unknown", "Placement groups are not supported here")
+    tags = tag_specifications(p, "instance")
+    p.done()
+    if min_count > max_count:
+        raise invalid_value("MinCount", min_count, "MinCount must not be above MaxCount")
+    if not ids.is_valid(image_id, "image"):
+        raise Ec2Error("InvalidAMIID.Malformed", f'Invalid id: "{echo(image_id)}" (expecting "ami-...")')
+    host_class = ctx.class_for_zone(zone) if zone else "worker"
+    if host_class is None:
+        raise Ec2Error("InvalidParameterValue", f"Invalid availability zone: [{echo(zone)}]")
+    name = tags.get("Name")
+    return instances.LaunchRequest(
+        image=image_id, flavor=flavor, host_class=host_class, count=max_count, min_count=min_count,
+        name=name if name and _HOSTNAME.fullmatch(name) else None, farm_id=ctx.farm_id, key_name=key_name,
+        user_data=user_data, client_token=client_token, tags=tags, dry_run=ctx.dry_run,
+    )
+
+
+def _check_references(ctx: RequestContext, request: instances.LaunchRequest) -> list[Instance]:
+    """Check the key pair; return the instances an earlier call with this ClientToken made."""
+    if request.key_name is None and not request.client_token:
+        return []
+    with ctx.cloud.store.read() as session:
+        if request.key_name is not None and session.scalar(select(KeyPair.id).where(
+                KeyPair.farm_id == ctx.farm_id, KeyPair.name == request.key_name)) is None:
+            raise Ec2Error("InvalidKeyPair.NotFound", f"The key pair '{echo(request.key_name)}' does not exist")
+        if not request.client_token:
+            return []
+        return list(session.scalars(select(Instance).where(
+            Instance.farm_id == ctx.farm_id, Instance.client_token == request.client_token).order_by(Instance.launch_index)))
+
+
+def _launch(ctx: RequestContext, request: instances.LaunchRequest) -> list[Instance]:
+    try:
+        return instances.launch(ctx.cloud, request)
+    except NotFound as exc:
+        if exc.kind == "flavor":
+            raise Ec2Error("InvalidParameterValue", f"Invalid value '{echo(request.flavor)}' for InstanceType.") from exc
+        raise
+    except PoolExhausted as exc:
+        raise Ec2Error("InsufficientFreeAddressesInSubnet", "The farm's network has no free address left.") from exc
+    except IntegrityError:
+        if not request.client_token:
+            raise
+        return _check_references(ctx, request)  # a concurrent call with the same ClientToken won
+
+
+@action("RunInstances")
+def run_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
+    """Reserve, place and record instances as pending; the provisioner builds them afterwards."""
+    request = _launch_request(ctx, p)
+    earlier = _check_references(ctx, request)
+    if earlier and (earlier[0].image_id != request.image or earlier[0].flavor_name != request.flavor):
+        raise Ec2Error("IdempotentParameterMismatch",
+                       "The client token was already used for a request with different parameters.")
+    launched = earlier or _launch(ctx, request)  # under DryRun: checks image, quota and capacity only
+    ctx.proceed()
+    instance_ids = [i.id for i in launched]
+    if earlier:
+        rows, related = _load(ctx, instance_ids)
+        return reservation(rows[0].reservation_id, rows, related, ctx.owner_id)
+    if request.tags:
+        with ctx.cloud.store.write() as session:
+            tag_service.add_tags(session, ctx.farm_id, {i: "instance" for i in instance_ids}, request.tags)
+    ctx.provisioner.provision(instance_ids)
+    with ctx.cloud.store.read() as session:
+        boot = boot_images(session, {request.image})
+    related = Related(ctx.zone_for, {i: request.tags for i in instance_ids}, {}, boot)
+    return reservation(launched[0].reservation_id, launched, related, ctx.owner_id)
+
+
+def _load(ctx: RequestContext, instance_ids: list[str]) -> tuple[list[Any], Related]:
+    with ctx.cloud.store.read() as session:
+        if instance_ids:
+            rows = require_instances(session, ctx.farm_id, visible_seconds(ctx), instance_ids)
+        else:
+            rows = visible_instances(session, ctx.farm_id, visible_seconds(ctx))
+        related = Related(ctx.zone_for, tags_of(session, ctx.farm_id, "instance", instance_ids or None),
+                          public_ips(session, ctx.farm_id), boot_images(session, {r.image_id for r in rows}))
+    return rows, related
+
+
+def _order(row: Any) -> tuple[str, ...]:
+    return (row.created_at.isoformat(), row.id)
+
+
+@action("DescribeInstances")
+def describe_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
+    """The farm's instances grouped by reservation, with filters and pagination."""
+    instance_ids = check_ids("instance", id_list(p, "InstanceId"))
+    page = pagination.read_page(p, 5, 1000, exclusive=("InstanceId",))
+    filters = parse_filters(p, INSTANCE_FILTERS)
+    p.done()
+    rows, related = _load(ctx, instance_ids)
+    ctx.proceed()
+    if filters:
+        rows = [row for row in rows if filters.match(Candidate(row, related), related.tags.get(row.id))]
+    chosen, token = pagination.paginate(rows, _order, page)
+    return {"reservationSet": reservations(chosen, related, ctx.owner_id), "nextToken": token}
+
+
+@action("DescribeInstanceStatus")
+def describe_instance_status(ctx: RequestContext, p: Params) -> dict[str, Any]:
+    """Health of running instances (of every instance with IncludeAllInstances=true)."""
+    instance_ids = check_ids("instance", id_list(p, "InstanceId"))
+    include_all = p.boolean("IncludeAllInstances")
+    page = pagination.read_page(p, 5, 1000, exclusive=("InstanceId",))
+    filters = parse_filters(p, STATUS_FILTERS, tags=False)
+    p.done()
+    rows, related = _load(ctx, instance_ids)
+    ctx.proceed()
+    rows = [row for row in rows if (include_all or ec2_state(row.state) == "running")
+            and filters.match(Candidate(row, related))]
+    chosen, token = pagination.paginate(rows, _order, page)
+    return {"instanceStatusSet": [status_item(row, ctx.zone_for(row.host_class)) for row in chosen],
+            "nextToken": token}
+
+
+def _attribute_value(name: str, row: Any, user_data: bytes | None, related: Related) -> Any:
+    kernel, ramdisk = related.boot.get(row.image_id, (None, None))
+    simple: dict[str, Any] = {
+        "instanceType": row.flavor_name, "kernel": kernel, "ramdisk": ramdisk,
+        "disableApiTermination": False, "disableApiStop": False, "instanceInitiatedShutdownBehavior": "stop",
+        "rootDeviceName": "/dev/vda", "sourceDestCheck": True, "ebsOptimized": False,
+        "sriovNetSupport": None, "enaSupport": False,
+    }
+    if name == "userData":
+        return {"value": base64.b64encode(user_data).decode()} if user_data else {}
+    if name in ("blockDeviceMapping", "productCodes", "groupSet"):
+        return []
+    value = simple[name]
+    return {"value": value} if value is not None else {}
+
+
+@action("DescribeInstanceAttribute")
+def describe_instance_attribute(ctx: RequestContext, p: Params) -> dict[str, Any]:
+    """One attribute of one instance (instanceType, userData, kernel, ...)."""
+    instance_id = p.required("InstanceId", max_length=64)
+    attribute = p.required("Attribute", max_length=64)
+    p.done()
+    if not ids.is_valid(instance_id, "instance"):
+        raise malformed("instance", instance_id)
+    if attribute not in ATTRIBUTES:
+        raise invalid_value("Attribute", attribute, "unknown attribute")
+    rows, related = _load(ctx, [instance_id])
+    ctx.proceed()
+    user_data = None
+    if attribute == "userData":
+        with ctx.cloud.store.read() as session:
+            user_data = session.scalar(select(Instance.user_data).where(Instance.id == instance_id))
+    return {"instanceId": instance_id, attribute: _attribute_value(attribute, rows[0], user_data, related)}

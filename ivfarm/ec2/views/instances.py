@@ -1,0 +1,109 @@
+"""Instances, reservations, state changes, status and attributes as EC2 trees."""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ivfarm.ec2.views.common import ec2_state, state_tree, tag_set
+
+ROOT_DEVICE = "/dev/vda"
+
+
+@dataclass
+class Related:
+    """What an instance view needs beside its row: tags, elastic IPs, kernels and ramdisks, zones."""
+
+    zone_for: Callable[[str], str]
+    tags: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    public_ips: Mapping[str, str] = field(default_factory=dict)
+    boot: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
+
+
+def _state_reason(reason: str) -> dict[str, str] | None:
+    if not reason:
+        return None
+    code, sep, _ = reason.partition(":")
+    return {"code": code if sep and "." in code else "Client.UserInitiated", "message": reason}
+
+
+def instance_item(row: Any, related: Related) -> dict[str, Any]:
+    """One ``instancesSet`` item."""
+    kernel, ramdisk = related.boot.get(row.image_id, (None, None))
+    state = ec2_state(row.state)
+    return {
+        "instanceId": row.id,
+        "imageId": row.image_id,
+        "instanceState": state_tree(row.state),
+        "privateDnsName": "",
+        "dnsName": "",
+        "reason": row.state_reason or "",
+        "keyName": row.key_name,
+        "amiLaunchIndex": row.launch_index,
+        "productCodes": [],
+        "instanceType": row.flavor_name,
+        "launchTime": row.launched_at or row.created_at,
+        "placement": {"availabilityZone": related.zone_for(row.host_class), "groupName": "", "tenancy": "default"},
+        "kernelId": kernel,
+        "ramdiskId": ramdisk,
+        "monitoring": {"state": "disabled"},
+        "privateIpAddress": row.ip if state != "terminated" else None,
+        "ipAddress": related.public_ips.get(row.id),
+        "groupSet": [],
+        "stateReason": _state_reason(row.state_reason) if state in ("stopped", "terminated", "stopping",
+                                                                       "shutting-down") else None,
+        "architecture": "x86_64",
+        "rootDeviceType": "ebs",
+        "rootDeviceName": ROOT_DEVICE,
+        "blockDeviceMapping": [],
+        "virtualizationType": "hvm",
+        "clientToken": row.client_token or "",
+        "tagSet": tag_set(related.tags.get(row.id)),
+        "hypervisor": "kvm",
+        "ebsOptimized": False,
+        "cpuOptions": {"coreCount": row.vcpus, "threadsPerCore": 1},
+    }
+
+
+def reservations(rows: Sequence[Any], related: Related, owner_id: str) -> list[dict[str, Any]]:
+    """``reservationSet`` items: instances grouped by reservation, in the order given."""
+    grouped: dict[str, list[Any]] = {}
+    for row in rows:
+        grouped.setdefault(row.reservation_id, []).append(row)
+    return [reservation(rid, members, related, owner_id) for rid, members in grouped.items()]
+
+
+def reservation(reservation_id: str, rows: Sequence[Any], related: Related, owner_id: str) -> dict[str, Any]:
+    """One reservation with its instances."""
+    return {
+        "reservationId": reservation_id,
+        "ownerId": owner_id,
+        "groupSet": [],
+        "instancesSet": [instance_item(row, related) for row in rows],
+    }
+
+
+def state_change(instance_id: str, previous: str, current: str) -> dict[str, Any]:
+    """An ``instancesSet`` item of Start/Stop/TerminateInstances."""
+    return {"instanceId": instance_id, "currentState": state_tree(current), "previousState": state_tree(previous)}
+
+
+def status_item(row: Any, zone: str) -> dict[str, Any]:
+    """One ``instanceStatusSet`` item: running and provisioned means ok."""
+    state = ec2_state(row.state)
+    if state == "running":
+        health = "ok"
+    elif state == "pending":
+        health = "initializing"
+    else:
+        health = "not-applicable"
+    details = [{"name": "reachability", "status": "passed" if health == "ok" else "initializing"}]
+    check = {"status": health, "details": details if health != "not-applicable" else []}
+    return {
+        "instanceId": row.id,
+        "availabilityZone": zone,
+        "eventsSet": [],
+        "instanceState": state_tree(row.state),
+        "systemStatus": check,
+        "instanceStatus": check,
+    }

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The main job: a single-host ivfarm cloud on this machine with a demo farm of two VMs.
+#   scripts/demo.sh          set up (idempotent) and print how to reach the farm
+#   scripts/demo.sh --clean  delete the demo farm and its images
+set -euo pipefail
+cd "$(dirname "$0")/.."
+IVFARM=${IVFARM:-.venv/bin/ivfarm}
+GUEST_DIR=${IVFARM_GUEST_DIR:-/var/lib/ivfarm-guest}
+FARM=${DEMO_FARM:-demo}
+
+if [ "${1:-}" = "--clean" ]; then
+    $IVFARM farm show "$FARM" >/dev/null 2>&1 && $IVFARM farm delete "$FARM" --yes
+    for image in guest guest-initrd guest-kernel; do
+        $IVFARM image show "$image" >/dev/null 2>&1 && $IVFARM image remove "$image"
+    done
+    exit 0
+fi
+
+$IVFARM init
+$IVFARM host show local >/dev/null 2>&1 || $IVFARM host add local --uri qemu:///system --class worker
+cmdline=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['cmdline'])" "$GUEST_DIR/manifest.json")
+$IVFARM image show guest-kernel >/dev/null 2>&1 ||
+    $IVFARM image add guest-kernel --kind kernel --file "$GUEST_DIR/vmlinuz" --cmdline "$cmdline" --public
+$IVFARM image show guest-initrd >/dev/null 2>&1 ||
+    $IVFARM image add guest-initrd --kind ramdisk --file "$GUEST_DIR/initrd.img" --public
+$IVFARM image show guest >/dev/null 2>&1 ||
+    $IVFARM image add guest --file "$GUEST_DIR/rootfs.raw" --format raw --kernel guest-kernel \
+        --ramdisk guest-initrd --cmdline "$cmdline" --public \
+        --description "busybox guest: reads its NoCloud seed, runs user-data, serves HTTP on port 80"
+
+$IVFARM farm show "$FARM" >/dev/null 2>&1 || $IVFARM farm create "$FARM" --owner "ivfarm demo"
+for vm in "$FARM-1" "$FARM-2"; do
+    $IVFARM vm show "$vm" >/dev/null 2>&1 || $IVFARM vm run --farm "$FARM" --image guest --flavor m1.tiny --name "$vm"
+done
+$IVFARM vrouter eip bind "$FARM" "$FARM-1"
+
+eip=$($IVFARM farm show "$FARM" -o json | python3 -c "import json,sys; print(json.load(sys.stdin)['elastic_ips'])")
+public_ns=$(.venv/bin/python -c "from ivfarm.config import load_config; print(load_config().get('network.public.netns') or '')")
+echo
+$IVFARM vm list --farm "$FARM"
+echo "waiting for $FARM-1 to answer on its elastic IP $eip ..."
+for _ in $(seq 1 60); do
+    if ip netns exec "$public_ns" timeout 3 bash -c "exec 3<>/dev/tcp/$eip/80 && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null | grep -q i-; then
+        echo "$FARM-1 answers on http://$eip/ from the public segment"
+        break
+    fi
+    sleep 1
+done
+cat <<INFO
+
+The demo farm '$FARM' is up: two VMs on their own /24 behind a virtual router.
+  the elastic IP $eip is bound to $FARM-1; from the public segment (namespace $public_ns):
+      ip netns exec $public_ns wget -qO- http://$eip/
+  consoles:        $IVFARM vm console $FARM-1
+  EC2 credentials: $IVFARM farm credentials $FARM --output json
+  EC2 endpoint:    $IVFARM ec2 serve   (then: aws --endpoint-url http://127.0.0.1:8773 ec2 describe-instances)
+  remove it all:   make clean-demo
+INFO

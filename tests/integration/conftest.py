@@ -1,0 +1,126 @@
+"""Real clouds for integration tests: qemu:///system, the busybox guest, namespaces and bridges.
+
+Every cloud lives under /var/lib/ivfarm-test/<id> (libvirt-qemu must traverse it), uses its own
+storage pool prefix, VLAN range and public segment, and is removed completely afterwards.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+
+from ivfarm.config import build_config
+from ivfarm.services import farms, hosts, images, provisioning
+from ivfarm.services.cloud import Cloud
+from ivfarm.services.flavors import sync_catalog
+from ivfarm.store.models import Farm, Instance
+
+REPO = Path(__file__).resolve().parents[2]
+GUEST_DIR = Path(os.environ.get("IVFARM_GUEST_DIR", "/var/lib/ivfarm-guest"))
+TEST_ROOT = Path("/var/lib/ivfarm-test")
+_vlan_blocks = iter(range(3000 + (os.getpid() % 40) * 24, 4000, 4))
+
+
+@pytest.fixture(scope="session")
+def guest_dir() -> Path:
+    """The busybox guest (kernel, initramfs, root disk), built by images/build.sh when missing."""
+    if not (GUEST_DIR / "manifest.json").exists():
+        subprocess.run([str(REPO / "images" / "build.sh"), str(GUEST_DIR)], check=True)
+    return GUEST_DIR
+
+
+def register_guest(cloud: Cloud, guest: Path) -> str:
+    """Register the guest's kernel, initrd and root disk; returns the machine image's id."""
+    manifest = json.loads((guest / "manifest.json").read_text())
+    kernel = images.add_image(cloud, "guest-kernel", guest / "vmlinuz", kind="kernel", public=True)
+    initrd = images.add_image(cloud, "guest-initrd", guest / "initrd.img", kind="ramdisk", public=True)
+    machine = images.add_image(cloud, "guest", guest / "rootfs.raw", public=True, kernel=kernel.id,
+                               ramdisk=initrd.id, cmdline=manifest["cmdline"])
+    return machine.id
+
+
+def _remove_pools(prefix: str) -> None:
+    conn = libvirt.open("qemu:///system")
+    try:
+        for pool in conn.listAllStoragePools():
+            if pool.name().startswith(prefix + "-"):
+                if pool.isActive():
+                    pool.destroy()
+                pool.undefine()
+    finally:
+        conn.close()
+
+
+def teardown_cloud(cloud: Cloud) -> None:
+    """Delete every farm and instance of the cloud, then its pools and state directory."""
+    with cloud.store.read() as session:
+        farm_names = [f.name for f in session.query(Farm)]
+        loose = [i.id for i in session.query(Instance).filter(Instance.farm_id.is_(None), Instance.state != "terminated")]
+    for name in farm_names:
+        farms.delete_farm(cloud, name)
+    for instance_id in loose:
+        provisioning.terminate(cloud, instance_id)
+    cloud.store.dispose()
+    _remove_pools(cloud.pool_prefix)
+    shutil.rmtree(cloud.config.state_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def real_cloud_factory(guest_dir: Path) -> Iterator[Callable[..., Cloud]]:
+    """Builds clouds on this machine's libvirtd; everything they made is removed at the end."""
+    made: list[Cloud] = []
+
+    def factory(router: str = "none", **overrides: Any) -> Cloud:
+        tag = uuid.uuid4().hex[:6]
+        state = TEST_ROOT / tag
+        TEST_ROOT.mkdir(mode=0o755, exist_ok=True)
+        os.chmod(TEST_ROOT, 0o755)
+        first_vlan = next(_vlan_blocks)
+        data: dict[str, Any] = {
+            "state_dir": str(state),
+            "storage": {"pool_prefix": f"ivt{tag}"},
+            "hypervisor": {"shutdown_timeout_s": 3},
+            "vrouter": {"backend": router},
+            "network": {
+                "vlan_range": [first_vlan, first_vlan + 3],
+                "farm_pool": "10.99.0.0/16",
+                "public": {"bridge": f"ivp{tag}", "netns": f"ivt-pub-{tag}"},
+            },
+        }
+        for key, value in overrides.items():
+            data[key] = value
+        cloud = Cloud(build_config(data))
+        cloud.prepare_state_dir()
+        cloud.store.create_all()
+        sync_catalog(cloud)
+        made.append(cloud)
+        hosts.add_host(cloud, "local", "qemu:///system", "worker")
+        register_guest(cloud, guest_dir)
+        return cloud
+
+    yield factory
+    for cloud in made:
+        teardown_cloud(cloud)
+
+
+def wait_for_console(cloud: Cloud, instance_id: str, marker: str, timeout_s: float = 90.0) -> str:
+    """Wait until the instance's serial log contains ``marker``; returns the log."""
+    from ivfarm.services.instances import console_output
+
+    deadline = time.monotonic() + timeout_s
+    text = ""
+    while time.monotonic() < deadline:
+        text = console_output(cloud, instance_id).decode("utf-8", "replace")
+        if marker in text:
+            return text
+        time.sleep(0.5)
+    raise AssertionError(f"{marker!r} not on the console of {instance_id} after {timeout_s} s:\n{text[-3000:]}")

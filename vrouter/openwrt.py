@@ -1,0 +1,123 @@
+"""The openwrt backend: a small OpenWrt VM per farm, configured by pushing UCI files over SSH.
+
+The VM itself (1 vCPU / 150 MB, a private NIC on the farm bridge and a public NIC on the public
+segment, from an admin-registered OpenWrt image) is made by a RouterVm that ivfarm implements,
+so this package never touches libvirt. The router's NIC order is a convention shared with that
+provider: the private (LAN) NIC is the first one (eth0), the public (WAN) one the second (eth1).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from vrouter.base import RouterBackend
+from vrouter.errors import RouterError
+from vrouter.netns_rules import parse_leases
+from vrouter.spec import KEY_RE, RouterSpec
+from vrouter.ssh_push import PushResult, PushSettings, SshPusher
+from vrouter.uci import LEASE_FILE, render_uci
+
+
+@runtime_checkable
+class RouterVm(Protocol):
+    """What the openwrt backend needs from the VM provider (implemented in ivfarm)."""
+
+    def ensure(self, spec: RouterSpec) -> str:
+        """Create/start the router VM if needed (idempotent); return its management address."""
+
+    def remove(self, key: str) -> None:
+        """Stop and remove the router VM and its disk; a missing one is fine."""
+
+    def list_keys(self) -> list[str]:
+        """Keys of the router VMs that exist."""
+
+
+class OpenWrtRouter(RouterBackend):
+    name = "openwrt"
+
+    def __init__(
+        self,
+        vm: RouterVm,
+        settings: PushSettings,
+        *,
+        lan_device: str = "eth0",
+        wan_device: str = "eth1",
+        ssh_allow_from: Sequence[str] | None = None,
+        lease_time: str = "12h",
+    ) -> None:
+        self.vm = vm
+        self.pusher = SshPusher(settings)
+        self.render_options = {
+            "lan_device": lan_device, "wan_device": wan_device,
+            "ssh_allow_from": ssh_allow_from, "lease_time": lease_time,
+        }
+        self._addresses: dict[str, str] = {}
+        self.last_push: PushResult | None = None
+
+    def render(self, spec: RouterSpec) -> dict[str, str]:
+        return render_uci(spec, **self.render_options)
+
+    def create(self, spec: RouterSpec) -> None:
+        files = self.render(spec)  # bad input fails before any VM is made
+        if self.exists(spec.key):
+            raise RouterError(f"router {spec.key} already exists (apply() changes it, destroy() removes it)")
+        try:
+            self._push(spec, files)
+        except Exception as exc:
+            cleanup = ""
+            try:
+                self.destroy(spec.key)
+            except Exception as again:
+                cleanup = f"; removing its VM also failed: {again}"
+            raise RouterError(f"creating router {spec.key} (farm {spec.farm}) failed: {exc}{cleanup}") from exc
+
+    def apply(self, spec: RouterSpec) -> None:
+        files = self.render(spec)
+        if not self.exists(spec.key):
+            raise RouterError(f"router {spec.key} does not exist (create it first)")
+        try:
+            self._push(spec, files)
+        except Exception as exc:
+            raise RouterError(f"updating router {spec.key} (farm {spec.farm}) failed: {exc}") from exc
+
+    def destroy(self, key: str) -> None:
+        _check_key(key)
+        try:
+            self.vm.remove(key)
+        except Exception as exc:
+            raise RouterError(f"removing router VM {key} failed: {exc}") from exc
+        self._addresses.pop(key, None)
+
+    def exists(self, key: str) -> bool:
+        _check_key(key)
+        return key in self.list_keys()
+
+    def list_keys(self) -> list[str]:
+        try:
+            return sorted(self.vm.list_keys())
+        except Exception as exc:
+            raise RouterError(f"listing router VMs failed: {exc}") from exc
+
+    def leases(self, key: str) -> list[tuple[str, str]]:
+        """From the router's dnsmasq lease file, read over SSH."""
+        _check_key(key)
+        address = self._addresses.get(key)
+        lookup = getattr(self.vm, "address", None)  # optional RouterVm.address(key) -> str | None
+        if address is None and callable(lookup):
+            address = lookup(key)
+        if address is None:
+            raise RouterError(
+                f"management address of router {key} unknown in this process (create/apply it first)"
+            )
+        text = self.pusher.read(address, LEASE_FILE)
+        return parse_leases(text or "")
+
+    def _push(self, spec: RouterSpec, files: dict[str, str]) -> None:
+        address = self.vm.ensure(spec)
+        self._addresses[spec.key] = address
+        self.last_push = self.pusher.push(address, files)
+
+
+def _check_key(key: str) -> None:
+    if not KEY_RE.match(str(key)):
+        raise RouterError(f"router key {key!r} must be 1-6 lowercase letters or digits")
