@@ -12,7 +12,7 @@ class Qcow2DirStorage(Storage):
 
     name = "qcow2"
 
-    def __init__(self, connect: Connect, directory: Path, pool_name: str = "ivfarm-disks", shared: bool = False) -> None:
+    def __init__(self, connect: Connect, directory: Path, pool_name: str, shared: bool = False) -> None:
         self._connect = connect
         self.directory = directory
         self.pool_name = pool_name
