@@ -22,6 +22,7 @@ from ivfarm.config import build_config
 from ivfarm.services import farms, hosts, images, provisioning
 from ivfarm.services.cloud import Cloud
 from ivfarm.services.flavors import sync_catalog
+from ivfarm.services.routers import public_segment
 from ivfarm.store.models import Farm, Instance
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,6 +70,8 @@ def teardown_cloud(cloud: Cloud) -> None:
         farms.delete_farm(cloud, name)
     for instance_id in loose:
         provisioning.terminate(cloud, instance_id)
+    if cloud.config.get("vrouter.backend") == "netns":
+        public_segment(cloud).destroy()
     cloud.store.dispose()
     _remove_pools(cloud.pool_prefix)
     shutil.rmtree(cloud.config.state_dir, ignore_errors=True)
@@ -88,7 +91,7 @@ def real_cloud_factory(guest_dir: Path) -> Iterator[Callable[..., Cloud]]:
         data: dict[str, Any] = {
             "state_dir": str(state),
             "storage": {"pool_prefix": f"ivt{tag}"},
-            "hypervisor": {"shutdown_timeout_s": 3},
+            "hypervisor": {"shutdown_timeout_s": 3, "cpu_allocation_ratio": 8.0},
             "vrouter": {"backend": router},
             "network": {
                 "vlan_range": [first_vlan, first_vlan + 3],

@@ -97,7 +97,8 @@ def describe_addresses(ctx: RequestContext, p: Params) -> dict[str, Any]:
         farm = session.get(Farm, ctx.farm_id)
         addresses = elastic_ips.farm_addresses(session, farm)
         bound = [a.instance_id for a in addresses if a.instance_id]
-        private = dict(session.execute(select(Instance.id, Instance.ip).where(Instance.id.in_(bound)))) if bound else {}
+        rows = session.execute(select(Instance.id, Instance.ip).where(Instance.id.in_(bound))) if bound else []
+        private = {row.id: row.ip for row in rows}
         tags = tags_of(session, ctx.farm_id, "elastic-ip")
     known_ips = {a.public_ip for a in addresses}
     known_allocations = {a.allocation_id for a in addresses}
