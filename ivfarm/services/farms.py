@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ivfarm import ids
-from ivfarm.errors import AlreadyExists, InvalidInput, NotFound, PoolExhausted
+from ivfarm.errors import AlreadyExists, InvalidInput, NetworkError, NotFound, PoolExhausted
 from ivfarm.services import quotas
 from ivfarm.services.cloud import Cloud
 from ivfarm.services.elastic_ips import next_public_ips
@@ -18,6 +18,7 @@ from ivfarm.services.farm_network import segments
 from ivfarm.services.provisioning import begin_terminate, teardown
 from ivfarm.services.routers import make_backend, router_key, router_lock, router_spec
 from ivfarm.store.models import Address, Farm, Host, Image, Instance, KeyPair, PortForward, Tag, utcnow
+from vrouter.errors import RouterError
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,10 @@ def create_farm(cloud: Cloud, request: FarmRequest) -> Farm:
         if backend is not None:
             segments(cloud).ensure(_router_host_uri(cloud), vlan)
             with cloud.store.read() as session, router_lock(cloud, vlan):
-                backend.create(router_spec(cloud, session, session.get(Farm, farm_id)))
+                try:
+                    backend.create(router_spec(cloud, session, session.get(Farm, farm_id)))
+                except RouterError as exc:
+                    raise NetworkError(f"cannot build the router of farm {request.name}: {exc}") from exc
         with cloud.store.write() as session:
             farm = session.get(Farm, farm_id)
             farm.status = "active"

@@ -1,0 +1,63 @@
+"""Farm create and delete with the netns router on the real host: complete, and rolled back on failure."""
+from __future__ import annotations
+
+import subprocess
+
+import libvirt
+import pytest
+
+from ivfarm.errors import IvfarmError
+from ivfarm.services import farms
+from ivfarm.services.cloud import Cloud
+from ivfarm.store.models import Address, Farm
+
+pytestmark = [pytest.mark.root, pytest.mark.libvirtd]
+
+
+def leftovers(cloud: Cloud, vlan: int) -> list[str]:
+    """Everything of a farm's network that is still on this machine."""
+    found = []
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    for name in (f"ivbr{vlan}", f"ivlr{vlan}", f"ivwr{vlan}"):
+        if f" {name}:" in links or f" {name}@" in links:
+            found.append(f"link {name}")
+    if f"ivfarm-r{vlan}" in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout:
+        found.append("namespace")
+    conn = libvirt.open("qemu:///system")
+    try:
+        if f"ivfarm-net-{vlan}" in [n.name() for n in conn.listAllNetworks()]:
+            found.append("libvirt network")
+    finally:
+        conn.close()
+    if (cloud.config.state_dir / "run" / "routers" / f"r{vlan}").exists():
+        found.append("router run directory")
+    if f"/r{vlan}/" in subprocess.run(["pgrep", "-a", "dnsmasq"], capture_output=True, text=True).stdout:
+        found.append("dnsmasq")
+    return found
+
+
+def test_create_then_delete_leaves_nothing(real_cloud_factory) -> None:  # type: ignore[no-untyped-def]
+    cloud = real_cloud_factory(router="netns")
+    farm = farms.create_farm(cloud, farms.FarmRequest(name="short-lived"))
+    assert set(leftovers(cloud, farm.vlan)) >= {"namespace", "libvirt network", "dnsmasq"}
+    farms.delete_farm(cloud, "short-lived")
+    assert leftovers(cloud, farm.vlan) == []
+    with cloud.store.read() as session:
+        assert session.query(Farm).count() == 0 and session.query(Address).count() == 0
+
+
+def test_a_router_that_cannot_be_built_rolls_everything_back(real_cloud_factory) -> None:  # type: ignore[no-untyped-def]
+    cloud = real_cloud_factory(router="netns")
+    vlan = cloud.config.get("network.vlan_range")[0]
+    squatter = f"ivlr{vlan}"  # an interface already holding the name of the router's LAN veth
+    subprocess.run(["ip", "link", "add", squatter, "type", "bridge"], check=True)
+    try:
+        with pytest.raises(IvfarmError):
+            farms.create_farm(cloud, farms.FarmRequest(name="doomed"))
+        assert farms.list_farms(cloud) == []
+        assert [item for item in leftovers(cloud, vlan) if item != f"link {squatter}"] == []
+        with cloud.store.read() as session:
+            assert session.query(Address).count() == 0
+    finally:
+        subprocess.run(["ip", "link", "del", squatter], check=False)
+    assert farms.create_farm(cloud, farms.FarmRequest(name="doomed")).vlan == vlan
