@@ -33,9 +33,8 @@ _vlan_blocks = iter(range(3000 + (os.getpid() % 40) * 24, 4000, 4))
 
 @pytest.fixture(scope="session")
 def guest_dir() -> Path:
-    """The busybox guest (kernel, initramfs, root disk), built by images/build.sh when missing."""
-    if not (GUEST_DIR / "manifest.json").exists():
-        subprocess.run([str(REPO / "images" / "build.sh"), str(GUEST_DIR)], check=True)
+    """The busybox guest (kernel, initramfs, root disk); images/build.sh rebuilds only what changed."""
+    subprocess.run([str(REPO / "images" / "build.sh"), str(GUEST_DIR)], check=True, capture_output=True)
     return GUEST_DIR
 
 
