@@ -25,7 +25,7 @@ def main() -> None:
     tag = uuid.uuid4().hex[:6]
     state = Path(tempfile.mkdtemp(prefix="ivfarm-bench-", dir="/var/lib"))
     cloud = Cloud(build_config({
-        "state_dir": str(state), "storage": {"pool_prefix": f"ivb{tag}"},
+        "state_dir": str(state), "cloud_id": f"ivb{tag}",
         "network": {"vlan_range": [3900, 3999], "public": {"bridge": f"ivp{tag}", "netns": f"ivb-pub-{tag}"}},
     }))
     cloud.prepare_state_dir()

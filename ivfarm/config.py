@@ -20,6 +20,9 @@ DEFAULT_CONFIG_PATH = Path("/etc/ivfarm/ivfarm.yaml")
 
 DEFAULTS: dict[str, Any] = {
     "state_dir": "/var/lib/ivfarm",
+    # Names this cloud on shared hypervisors: its storage pools are <cloud_id>-disks, -seeds, -console
+    # and its domains carry it in their metadata, so reconcile never touches another cloud's resources.
+    "cloud_id": "ivfarm",
     "database": None,  # None -> sqlite:///<state_dir>/ivfarm.db
     "hypervisor": {
         "domain_type": "qemu",  # "kvm" where hardware virtualisation works
@@ -31,7 +34,6 @@ DEFAULTS: dict[str, Any] = {
     },
     "scheduler": {"worker_policy": "pack", "service_policy": "stripe"},
     "storage": {
-        "pool_prefix": "ivfarm",  # libvirt storage pools are <prefix>-disks, -seeds, -console on each host
         "worker": {"backend": "qcow2"},
         "service": {"backend": "qcow2"},
     },

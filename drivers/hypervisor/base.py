@@ -31,6 +31,7 @@ class DomainStatus:
 
     name: str
     ivfarm_id: str | None  # from our metadata; None for domains ivfarm did not make
+    cloud: str | None  # the cloud_id in our metadata: which ivfarm cloud made the domain
     state: str  # running | stopped | paused | crashed | other
 
 

@@ -27,6 +27,7 @@ class DomainSpec:
 
     name: str
     instance_id: str
+    cloud: str
     farm: str
     flavor: str
     image_id: str

@@ -34,14 +34,14 @@ def uri_is_local(uri: str) -> bool:
     return parsed.hostname in (None, "", "localhost", "127.0.0.1", "::1")
 
 
-def domain_ivfarm_id(dom: libvirt.virDomain) -> str | None:
-    """The ivfarm instance id stored in the domain's metadata, if any."""
+def domain_tags(dom: libvirt.virDomain) -> tuple[str | None, str | None]:
+    """(instance id, cloud id) stored in the domain's ivfarm metadata; Nones for foreign domains."""
     try:
         raw = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
     except libvirt.libvirtError:
-        return None
-    node = ET.fromstring(raw).find("id")
-    return node.text if node is not None else None
+        return None, None
+    tree = ET.fromstring(raw)
+    return tree.findtext("id"), tree.findtext("cloud")
 
 
 class LibvirtHypervisor(Hypervisor):
@@ -182,7 +182,8 @@ class LibvirtHypervisor(Hypervisor):
     @staticmethod
     def _status(dom: libvirt.virDomain) -> DomainStatus:
         state = dom.state()[0]
-        return DomainStatus(name=dom.name(), ivfarm_id=domain_ivfarm_id(dom), state=_STATES.get(state, "other"))
+        instance_id, cloud = domain_tags(dom)
+        return DomainStatus(name=dom.name(), ivfarm_id=instance_id, cloud=cloud, state=_STATES.get(state, "other"))
 
     def list_domains(self, uri: str) -> list[DomainStatus]:
         try:

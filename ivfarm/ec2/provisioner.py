@@ -87,6 +87,6 @@ class Provisioner:
     def shutdown(self) -> int:
         """Let running jobs finish, drop queued ones (``reconcile`` picks them up); returns how many were dropped."""
         with self._lock:
-            queued = sum(1 for f in self._jobs.values() if not f.running() and not f.done())
+            jobs = list(self._jobs.values())
         self._pool.shutdown(wait=True, cancel_futures=True)
-        return queued
+        return sum(1 for job in jobs if job.cancelled())

@@ -22,9 +22,9 @@ class Cloud:
         self.hypervisor = hypervisor or LibvirtHypervisor(config.get("hypervisor.domain_type"))
         connect = self.hypervisor.connection
         state = config.state_dir
-        self.pool_prefix = str(config.get("storage.pool_prefix"))
-        self.seeds = HostFiles(connect, state / "seeds", f"{self.pool_prefix}-seeds")
-        self.consoles = HostFiles(connect, state / "console", f"{self.pool_prefix}-console")
+        self.cloud_id = str(config.get("cloud_id"))
+        self.seeds = HostFiles(connect, state / "seeds", f"{self.cloud_id}-seeds")
+        self.consoles = HostFiles(connect, state / "console", f"{self.cloud_id}-console")
         self.scheduler = Scheduler(
             {"worker": config.get("scheduler.worker_policy"), "service": config.get("scheduler.service_policy")}
         )
@@ -46,5 +46,5 @@ class Cloud:
     def _make_storage(self, host_class: str) -> Storage:
         backend = self.config.get(f"storage.{host_class}.backend")
         if backend == "qcow2":
-            return Qcow2DirStorage(self.hypervisor.connection, self.config.state_dir / "disks", f"{self.pool_prefix}-disks")
+            return Qcow2DirStorage(self.hypervisor.connection, self.config.state_dir / "disks", f"{self.cloud_id}-disks")
         raise ConfigError(f"unknown storage backend {backend!r} for {host_class} hosts")

@@ -31,6 +31,7 @@ class _Plan:
     uri: str
     host_class: str
     farm_name: str
+    flavor: str
     image: BaseImage
     kernel: str | None
     initrd: str | None
@@ -66,6 +67,7 @@ def _plan(cloud: Cloud, instance_id: str) -> _Plan:
             uri=instance.host.uri,
             host_class=instance.host_class,
             farm_name=instance.farm.name if instance.farm else "",
+            flavor=instance.flavor_name,
             image=BaseImage(image.id, image.path, image.disk_format, image.virtual_size_bytes, image.sha256),
             kernel=kernel.path if kernel else None,
             initrd=ramdisk.path if ramdisk else None,
@@ -109,8 +111,8 @@ def _build(cloud: Cloud, plan: _Plan) -> None:
         nics.append(farm_network.public_nic(cloud, plan.instance_id, plan.host_class))
     features = cloud.hypervisor.features(plan.uri)
     spec = DomainSpec(
-        name=domain_name(plan.instance_id), instance_id=plan.instance_id, farm=plan.farm_name,
-        flavor="", image_id=plan.image.image_id, vcpus=plan.vcpus, memory_mb=plan.memory_mb,
+        name=domain_name(plan.instance_id), instance_id=plan.instance_id, cloud=cloud.cloud_id, farm=plan.farm_name,
+        flavor=plan.flavor, image_id=plan.image.image_id, vcpus=plan.vcpus, memory_mb=plan.memory_mb,
         domain_type=features.domain_type, machine=cloud.config.get("hypervisor.machine"),
         kernel=plan.kernel, initrd=plan.initrd, cmdline=plan.cmdline, disks=tuple(disks), seed=seed_path,
         nics=tuple(nics), console_log=cloud.consoles.path(f"{plan.instance_id}.log"),

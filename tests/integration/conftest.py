@@ -72,7 +72,7 @@ def teardown_cloud(cloud: Cloud) -> None:
     if cloud.config.get("vrouter.backend") == "netns":
         public_segment(cloud).destroy()
     cloud.store.dispose()
-    _remove_pools(cloud.pool_prefix)
+    _remove_pools(cloud.cloud_id)
     shutil.rmtree(cloud.config.state_dir, ignore_errors=True)
 
 
@@ -89,7 +89,7 @@ def real_cloud_factory(guest_dir: Path) -> Iterator[Callable[..., Cloud]]:
         first_vlan = next(_vlan_blocks)
         data: dict[str, Any] = {
             "state_dir": str(state),
-            "storage": {"pool_prefix": f"ivt{tag}"},
+            "cloud_id": f"ivt{tag}",
             "hypervisor": {"shutdown_timeout_s": 3, "cpu_allocation_ratio": 8.0},
             "vrouter": {"backend": router},
             "network": {

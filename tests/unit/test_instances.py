@@ -60,7 +60,7 @@ def test_domain_is_built_from_the_flavor_and_tagged_with_the_id(two_classes: Clo
 def test_root_disk_is_an_overlay_on_the_image(two_classes: Cloud, base_image) -> None:  # type: ignore[no-untyped-def]
     [instance] = run(two_classes)
     uri = host_uri(two_classes, instances.find_instance_host(two_classes, instance.id))
-    pool = two_classes.hypervisor.connection(uri).storagePoolLookupByName(f"{two_classes.pool_prefix}-disks")
+    pool = two_classes.hypervisor.connection(uri).storagePoolLookupByName(f"{two_classes.cloud_id}-disks")
     volume = ET.fromstring(pool.storageVolLookupByName(f"{instance.id}-root.qcow2").XMLDesc(0))
     assert volume.findtext("backingStore/path") == base_image.path
     assert volume.find("target/format").get("type") == "qcow2"
