@@ -44,6 +44,26 @@ def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
     built.store.dispose()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_cloud(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cloud]:
+    """A fresh cloud on SQLite and, in a second run, on the PostgreSQL server of the test setup."""
+    overrides: dict[str, Any] = {}
+    if request.param == "postgres":
+        url = os.environ.get("IVFARM_TEST_POSTGRES_URL")
+        if not url:
+            pytest.skip("IVFARM_TEST_POSTGRES_URL is not set")  # turned into a failure under IVFARM_REQUIRE_ALL
+        from ivfarm.store import Store
+        from ivfarm.store.models import Base
+
+        scratch = Store(url)
+        Base.metadata.drop_all(scratch.engine)
+        scratch.dispose()
+        overrides["database"] = url
+    built = make_cloud(tmp_path / "state", **overrides)
+    yield built
+    built.store.dispose()
+
+
 @pytest.fixture
 def cloud_factory(tmp_path: Path) -> Iterator[Callable[..., Cloud]]:
     """Builds extra clouds with configuration overrides (each on its own state directory)."""

@@ -8,6 +8,7 @@ import sys
 import click
 
 from ivfarm import __version__
+from ivfarm.cli.accounting import accounting
 from ivfarm.cli.context import context
 from ivfarm.cli.context_obj import AppContext
 from ivfarm.cli.farm import farm
@@ -15,6 +16,8 @@ from ivfarm.cli.flavor import flavor
 from ivfarm.cli.host import host
 from ivfarm.cli.image import image
 from ivfarm.cli.init import init
+from ivfarm.cli.quota import quota
+from ivfarm.cli.reconcile import reconcile
 from ivfarm.cli.vm import vm
 from ivfarm.cli.vrouter import vrouter
 from ivfarm.errors import IvfarmError
@@ -40,7 +43,7 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     ctx.obj = AppContext(config_path)
 
 
-for command in (init, host, flavor, image, farm, vm, vrouter, context):
+for command in (init, host, flavor, image, farm, vm, vrouter, quota, reconcile, accounting, context):
     cli.add_command(command)
 
 

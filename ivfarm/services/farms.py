@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from ivfarm import ids
 from ivfarm.errors import AlreadyExists, InvalidInput, NetworkError, NotFound, PoolExhausted
-from ivfarm.services import quotas
+from ivfarm.services import journal, quotas
 from ivfarm.services.cloud import Cloud
 from ivfarm.services.elastic_ips import next_public_ips
 from ivfarm.services.farm_network import segments
@@ -127,13 +127,8 @@ def create_farm(cloud: Cloud, request: FarmRequest) -> Farm:
                             allocation_id=ids.new_id("allocation"), allocated_at=utcnow()))
         farm_id, vlan = farm.id, farm.vlan
     try:
-        if backend is not None:
-            segments(cloud).ensure(_router_host_uri(cloud), vlan)
-            with cloud.store.read() as session, router_lock(cloud, vlan):
-                try:
-                    backend.create(router_spec(cloud, session, session.get(Farm, farm_id)))
-                except RouterError as exc:
-                    raise NetworkError(f"cannot build the router of farm {request.name}: {exc}") from exc
+        with journal.operation(cloud, "farm-create", f"farm:{request.name}"):
+            _build_network(cloud, backend, farm_id, vlan, request.name)
         with cloud.store.write() as session:
             farm = session.get(Farm, farm_id)
             farm.status = "active"
@@ -142,6 +137,17 @@ def create_farm(cloud: Cloud, request: FarmRequest) -> Farm:
         _teardown_network(cloud, backend, vlan, [])
         _delete_rows(cloud, farm_id)
         raise
+
+
+def _build_network(cloud: Cloud, backend: object, farm_id: int, vlan: int, name: str) -> None:
+    """The farm segment on the router host and the router itself."""
+    if backend is not None:
+        segments(cloud).ensure(_router_host_uri(cloud), vlan)
+        with cloud.store.read() as session, router_lock(cloud, vlan):
+            try:
+                backend.create(router_spec(cloud, session, session.get(Farm, farm_id)))  # type: ignore[attr-defined]
+            except RouterError as exc:
+                raise NetworkError(f"cannot build the router of farm {name}: {exc}") from exc
 
 
 def _teardown_network(cloud: Cloud, backend: object, vlan: int, uris: list[str]) -> None:
@@ -173,6 +179,11 @@ def _delete_rows(cloud: Cloud, farm_id: int) -> None:
 
 def delete_farm(cloud: Cloud, name: str) -> int:
     """Terminate every instance and remove router, segments, addresses and rows; returns instances removed."""
+    with journal.operation(cloud, "farm-delete", f"farm:{name}"):
+        return _delete_farm(cloud, name)
+
+
+def _delete_farm(cloud: Cloud, name: str) -> int:
     with cloud.store.write() as session:
         farm = farm_by_name(session, name)
         farm.status = "deleting"

@@ -14,7 +14,7 @@ from contextualization.seed import build_seed
 from drivers.hypervisor.domain_xml import DomainSpec, Nic, render_domain
 from drivers.storage.base import BaseImage, Disk
 from ivfarm.errors import InvalidState, IvfarmError
-from ivfarm.services import farm_network
+from ivfarm.services import farm_network, journal
 from ivfarm.services.cloud import Cloud
 from ivfarm.services.instances import GIB, domain_name, get_instance, set_state
 from ivfarm.store.models import Flavor, Image, Instance, KeyPair
@@ -133,7 +133,8 @@ def provision(cloud: Cloud, instance_id: str) -> None:
     """Build and start a pending instance; on failure undo everything and mark it terminated."""
     plan = _plan(cloud, instance_id)
     try:
-        _build(cloud, plan)
+        with journal.operation(cloud, "provision", instance_id):
+            _build(cloud, plan)
     except Exception as exc:
         _rollback(plan)
         set_state(cloud, instance_id, "terminated", f"Server.InternalError: {exc}")
@@ -163,6 +164,11 @@ def begin_terminate(cloud: Cloud, instance_id: str, farm_id: int | None = None) 
 
 def teardown(cloud: Cloud, instance_id: str) -> None:
     """Remove the domain, disks, seed, console log and network bindings; mark terminated."""
+    with journal.operation(cloud, "teardown", instance_id):
+        _teardown(cloud, instance_id)
+
+
+def _teardown(cloud: Cloud, instance_id: str) -> None:
     with cloud.store.read() as session:
         instance = get_instance(session, instance_id)
         uri = instance.host.uri if instance.host else None

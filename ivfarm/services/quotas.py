@@ -103,3 +103,10 @@ def set_limits(farm: Farm, values: dict[str, int]) -> None:
     """Write validated limits onto the farm row."""
     for name, value in values.items():
         setattr(farm, f"quota_{name}", value)
+
+
+def report(session: Session, farm: Farm) -> list[dict[str, int | str]]:
+    """Limit and usage of every resource of the farm."""
+    used, limit = usage(session, farm.id).as_dict(), limits(farm).as_dict()
+    return [{"resource": name, "limit": limit[name], "used": used[name], "free": limit[name] - used[name]}
+            for name in RESOURCES]

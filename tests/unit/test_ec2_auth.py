@@ -1,0 +1,106 @@
+"""Signature checks of the EC2 facade, on requests signed by botocore's own signers."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from unittest import mock
+from urllib.parse import urlencode
+
+import pytest
+
+from botocore.auth import SigV2Auth, SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from ivfarm.ec2.auth import Principal, SignedRequest, authenticate
+from ivfarm.ec2.errors import Ec2Error
+
+ACCESS, SECRET, REGION = "AKIAIVFARMUNITTEST00", "s" * 40, "ivfarm-1"
+URL = "http://ec2.example:8773/"
+BODY = urlencode({"Action": "DescribeInstances", "Version": "2016-11-15"}).encode()
+
+
+def lookup(access_key: str) -> Principal | None:
+    return Principal(7, "alpha", SECRET) if access_key == ACCESS else None
+
+
+def v4(body: bytes = BODY, when: dt.datetime | None = None, **headers: str) -> SignedRequest:
+    request = AWSRequest(method="POST", url=URL, data=body,
+                         headers={"Content-Type": "application/x-www-form-urlencoded", **headers})
+    now = when or dt.datetime.now(dt.timezone.utc)
+    with mock.patch("botocore.auth.get_current_datetime", return_value=now):
+        SigV4Auth(Credentials(ACCESS, SECRET), "ec2", REGION).add_auth(request)
+    sent = {k.lower(): v for k, v in request.headers.items()}
+    sent["host"] = "ec2.example:8773"
+    return SignedRequest("POST", sent["host"], "/", "", sent, body)
+
+
+def v2(**changes: str) -> tuple[SignedRequest, dict[str, str]]:
+    params = {"Action": "DescribeInstances", "AWSAccessKeyId": ACCESS, "SignatureVersion": "2",
+              "SignatureMethod": "HmacSHA256",
+              "Timestamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")}
+    params.update(changes)
+    _, params["Signature"] = SigV2Auth(Credentials(ACCESS, SECRET)).calc_signature(AWSRequest("POST", URL), params)
+    return SignedRequest("POST", "ec2.example:8773", "/", "", {"host": "ec2.example:8773"}, b""), params
+
+
+def fails(request: SignedRequest, params: dict[str, str] | None = None) -> None:
+    with pytest.raises(Ec2Error) as excinfo:
+        authenticate(request, params or {}, lookup, REGION)
+    assert (excinfo.value.code, excinfo.value.status) == ("AuthFailure", 401)
+
+
+def test_sigv4_accepted_and_names_the_farm() -> None:
+    assert authenticate(v4(), {}, lookup, REGION) == Principal(7, "alpha", SECRET)
+
+
+def test_sigv4_refusals() -> None:
+    good = v4()
+    fails(SignedRequest("POST", good.host, "/", "", good.headers, BODY + b"&x=1"))
+    fails(SignedRequest("POST", good.host, "/other", "", good.headers, BODY))
+    fails(SignedRequest("POST", good.host, "/", "", {**good.headers, "host": "evil:1"}, BODY))
+    fails(v4(when=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=16)))
+    authenticate(v4(when=dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=14)), {}, lookup, REGION)
+    wrong_scope = dict(good.headers)
+    wrong_scope["authorization"] = wrong_scope["authorization"].replace(f"/{REGION}/", "/us-east-1/")
+    fails(SignedRequest("POST", good.host, "/", "", wrong_scope, BODY))
+    no_date = {k: v for k, v in good.headers.items() if k != "x-amz-date"}
+    fails(SignedRequest("POST", good.host, "/", "", no_date, BODY))
+
+
+def test_declared_payload_hash_must_be_the_body_hash() -> None:
+    import hashlib
+
+    honest = v4(**{"X-Amz-Content-SHA256": hashlib.sha256(BODY).hexdigest()})
+    authenticate(honest, {}, lookup, REGION)
+    lying = v4(**{"X-Amz-Content-SHA256": hashlib.sha256(b"other").hexdigest()})
+    fails(lying)
+
+
+def test_sigv2_accepted_with_timestamp_or_expires() -> None:
+    request, params = v2()
+    assert authenticate(request, params, lookup, REGION).farm_name == "alpha"
+    later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    request, params = v2()
+    del params["Timestamp"]
+    params["Expires"] = later
+    _, params["Signature"] = SigV2Auth(Credentials(ACCESS, SECRET)).calc_signature(
+        AWSRequest("POST", URL), {k: v for k, v in params.items() if k != "Signature"})
+    authenticate(request, params, lookup, REGION)
+
+
+@pytest.mark.parametrize("changes", [
+    {"SignatureVersion": "1"},
+    {"Timestamp": "2001-01-01T00:00:00Z"},
+    {"Timestamp": "yesterday"},
+    {"AWSAccessKeyId": "AKIAUNKNOWN000000000"},
+])
+def test_sigv2_refusals(changes: dict[str, Any]) -> None:
+    request, params = v2(**changes)
+    fails(request, params)
+
+
+def test_nothing_to_check_is_a_failure() -> None:
+    fails(SignedRequest("POST", "h", "/", "", {"host": "h"}, BODY))
+    request, params = v2()
+    fails(request, {**params, "Signature": params["Signature"][:-2] + "AA"})
