@@ -1,0 +1,74 @@
+"""reconcile and quota enforce on 100 farms with 5,000 instances on libvirt test-driver hosts.
+
+Setup (not timed): 50 fake hypervisors, 100 farms of 50 m1.small instances each, all provisioned.
+Timed: one full `reconcile` pass and one `quota enforce --policy report` pass. Prints JSON last.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from ivfarm.config import build_config
+from ivfarm.services import enforcement, farms, hosts, instances, provisioning, reconcile
+from ivfarm.services.cloud import Cloud
+from ivfarm.services.flavors import sync_catalog
+from ivfarm.services.images import add_image
+from ivfarm.services.instances import LaunchRequest
+
+HOSTS, FARMS, PER_FARM = 50, 100, 50
+NODE = ("<node><cpu><nodes>1</nodes><sockets>2</sockets><cores>32</cores><threads>2</threads><active>128</active>"
+        "<mhz>2000</mhz><model>i686</model></cpu><memory>{kib}</memory></node>")
+
+
+def build(workdir: Path) -> Cloud:
+    cloud = Cloud(build_config({
+        "state_dir": str(workdir / "state"), "vrouter": {"backend": "none"},
+        "network": {"farm_pool": "10.0.0.0/8", "public": {"range": ["198.51.100.2", "198.51.100.254"],
+                                                          "cidr": "198.51.100.0/24"}},
+    }))
+    cloud.prepare_state_dir()
+    cloud.store.create_all()
+    sync_catalog(cloud)
+    for index in range(HOSTS):
+        node = workdir / f"hv{index}.xml"
+        node.write_text(NODE.format(kib=512 * 1024 * 1024))
+        hosts.add_host(cloud, f"hv{index:03d}", f"test://{node}", "worker")
+    disk = workdir / "base.raw"
+    disk.write_bytes(b"\0" * 1024 * 1024)
+    add_image(cloud, "base", disk, public=True)
+    for number in range(FARMS):
+        farm = farms.create_farm(cloud, farms.FarmRequest(name=f"farm-{number:03d}",
+                                                          quotas={"instances": PER_FARM, "vcpus": PER_FARM,
+                                                                  "memory_mb": PER_FARM * 512}))
+        for instance in instances.launch(cloud, LaunchRequest(image="base", flavor="m1.small", farm_id=farm.id,
+                                                              count=PER_FARM)):
+            provisioning.provision(cloud, instance.id)
+    return cloud
+
+
+def main() -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="ivfarm-bench-reconcile-"))
+    try:
+        started = time.perf_counter()
+        cloud = build(workdir)
+        print(f"setup: {HOSTS} hosts, {FARMS} farms, {FARMS * PER_FARM} instances in {time.perf_counter() - started:.1f} s")
+        started = time.perf_counter()
+        report = reconcile.reconcile(cloud)
+        reconcile_s = time.perf_counter() - started
+        assert not report.findings and not report.errors, report.lines()[:5]
+        started = time.perf_counter()
+        result = enforcement.enforce(cloud, "report")
+        enforce_s = time.perf_counter() - started
+        assert result.exit_code == 0 and len(result.farms) == FARMS
+        print(f"reconcile {reconcile_s:.2f} s, enforce {enforce_s:.2f} s")
+        print(json.dumps({"farms": FARMS, "instances": FARMS * PER_FARM, "reconcile_s": round(reconcile_s, 3),
+                          "enforce_s": round(enforce_s, 3)}))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
