@@ -7,53 +7,72 @@ import time
 import uuid
 
 import libvirt
+import pytest
 
 from ivfarm.services.instances import domain_name
 
 _NOISE = re.compile(r"IVFARM-GUEST: tick \d+")
 
 
-class _Console:
-    """An open console stream with a thread collecting everything the guest prints."""
+class SerialConsole:
+    """A command channel into the guest's shell on ttyS0 through virDomainOpenConsole."""
 
-    def __init__(self, instance_id: str) -> None:
-        self.conn = libvirt.open("qemu:///system")
-        self.stream = self.conn.newStream(0)
-        self.conn.lookupByName(domain_name(instance_id)).openConsole(None, self.stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
-        self.buffer = bytearray()
-        self.lock = threading.Lock()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
+    def __init__(self, conn: libvirt.virConnect, dom: libvirt.virDomain) -> None:
+        self._stream = conn.newStream(0)
+        dom.openConsole(None, self._stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+        self._buf = bytearray()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
 
     def _read(self) -> None:
         while True:
             try:
-                data = self.stream.recv(65536)
+                data = self._stream.recv(65536)
             except libvirt.libvirtError:
                 return
             if not data or data == -2:
                 return
-            with self.lock:
-                self.buffer.extend(data)
+            with self._lock:
+                self._buf.extend(data)
 
     def text(self) -> str:
-        with self.lock:
-            return self.buffer.decode("utf-8", "replace").replace("\r", "")
+        with self._lock:
+            return self._buf.decode(errors="replace").replace("\r", "")
+
+    def send(self, line: str) -> None:
+        self._stream.send((line + "\r").encode())
+
+    def expect(self, command: str, pattern: str, timeout: float = 20.0) -> re.Match:
+        """Types command (again every 3 s, in case the shell was not reading yet) until the
+        output matches pattern (a multiline regex)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.send(command)
+            retry = min(deadline, time.monotonic() + 3)
+            while time.monotonic() < retry:
+                m = re.search(pattern, self.text(), re.M)
+                if m:
+                    return m
+                time.sleep(0.05)
+        pytest.fail(f"no {pattern!r} after {command!r}; console:\n{self.text()}")
 
     def close(self) -> None:
         try:
-            self.stream.abort()
+            self._stream.abort()
         except libvirt.libvirtError:
             pass
-        self.conn.close()
+        self._thread.join(5)
+
 
 
 def guest_exec(instance_id: str, command: str, timeout_s: float = 60.0) -> tuple[int, str]:
     """Run ``command`` in the guest's shell on ttyS0; returns (exit status, output)."""
     token = uuid.uuid4().hex[:10]
     # the marker is computed by the guest, so the echoed command line never matches it
-    line = f"{command}; rc=$?; echo END-{token}; echo \"RC$((40+2))-{token}:$rc\"\r"
-    console = _Console(instance_id)
+    line = f"{command}; rc=$?; echo END-{token}; echo \"RC$((40+2))-{token}:$rc\""
+    conn = libvirt.open("qemu:///system")
+    console = SerialConsole(conn, conn.lookupByName(domain_name(instance_id)))
     try:
         deadline = time.monotonic() + timeout_s
         next_send = 0.0
@@ -66,9 +85,10 @@ def guest_exec(instance_id: str, command: str, timeout_s: float = 60.0) -> tuple
                 body = text[text.find("\n", start) + 1:end] if start >= 0 else ""
                 return int(match.group(1)), _NOISE.sub("", body).strip()
             if time.monotonic() >= next_send and f"END-{token}" not in text:
-                console.stream.send(line.encode())  # again if the shell was not reading yet
+                console.send(line)  # again if the shell was not reading yet
                 next_send = time.monotonic() + 20.0
             time.sleep(0.1)
     finally:
         console.close()
+        conn.close()
     raise AssertionError(f"no answer to {command!r} from {instance_id}:\n{console.text()[-2000:]}")

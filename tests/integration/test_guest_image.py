@@ -10,12 +10,10 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -26,6 +24,8 @@ import pytest
 
 libvirt = pytest.importorskip("libvirt")
 pycdlib = pytest.importorskip("pycdlib")
+
+from tests.integration.guest import SerialConsole  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.libvirtd, pytest.mark.vm]
 
@@ -182,57 +182,6 @@ def wait_state(dom, state: int, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"domain {dom.name()} state {dom.state()} != {state} after {timeout} s")
         time.sleep(0.2)
-
-
-class SerialConsole:
-    """A command channel into the guest's shell on ttyS0 through virDomainOpenConsole."""
-
-    def __init__(self, conn, dom) -> None:
-        self._stream = conn.newStream(0)
-        dom.openConsole(None, self._stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
-        self._buf = bytearray()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                data = self._stream.recv(65536)
-            except libvirt.libvirtError:
-                return
-            if not data or data == -2:
-                return
-            with self._lock:
-                self._buf.extend(data)
-
-    def text(self) -> str:
-        with self._lock:
-            return self._buf.decode(errors="replace").replace("\r", "")
-
-    def send(self, line: str) -> None:
-        self._stream.send((line + "\r").encode())
-
-    def expect(self, command: str, pattern: str, timeout: float = 20.0) -> re.Match:
-        """Types command (again every 3 s, in case the shell was not reading yet) until the
-        output matches pattern (a multiline regex)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.send(command)
-            retry = min(deadline, time.monotonic() + 3)
-            while time.monotonic() < retry:
-                m = re.search(pattern, self.text(), re.M)
-                if m:
-                    return m
-                time.sleep(0.05)
-        pytest.fail(f"no {pattern!r} after {command!r}; console:\n{self.text()}")
-
-    def close(self) -> None:
-        try:
-            self._stream.abort()
-        except libvirt.libvirtError:
-            pass
-        self._thread.join(5)
 
 
 def boot(dom, log: Path, markers: list[str]) -> tuple[str, str]:

@@ -4,7 +4,6 @@ the bridges and namespaces made here."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
 import statistics

@@ -2,7 +2,6 @@
 with a stand-in RouterVm (the only test double: the VM provider lives in ivfarm)."""
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import stat
