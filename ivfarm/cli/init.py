@@ -13,6 +13,8 @@ def init(app: AppContext) -> None:
     """Create the state store (idempotent) and load the m1.* flavor catalog."""
     cloud = app.cloud(require_store=False)
     cloud.prepare_state_dir()
-    cloud.store.create_all()
+    added = cloud.store.create_all()
+    if added:
+        click.echo(f"schema upgraded: added {', '.join(added)}")
     count = sync_catalog(cloud)
     click.echo(f"state store ready at {cloud.store.url} ({count} flavors); state directory {cloud.config.state_dir}")

@@ -11,6 +11,7 @@ from ivfarm import __version__
 from ivfarm.cli.accounting import accounting
 from ivfarm.cli.context import context
 from ivfarm.cli.context_obj import AppContext
+from ivfarm.cli.ec2 import ec2
 from ivfarm.cli.farm import farm
 from ivfarm.cli.flavor import flavor
 from ivfarm.cli.host import host
@@ -43,7 +44,7 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     ctx.obj = AppContext(config_path)
 
 
-for command in (init, host, flavor, image, farm, vm, vrouter, quota, reconcile, accounting, context):
+for command in (init, host, flavor, image, farm, vm, vrouter, quota, reconcile, accounting, context, ec2):
     cli.add_command(command)
 
 

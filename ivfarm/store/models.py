@@ -51,6 +51,10 @@ class Host(Base):
     memory_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="up")  # up | unreachable | fenced
     unreachable_since: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # SSH endpoint (user@host:port) for the image cache; None: the host reads the repository's files
+    ssh_target: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    cache_dir: Mapped[str | None] = mapped_column(String(1024), nullable=True)  # None: image_cache.dir
+    migration_uri: Mapped[str | None] = mapped_column(String(512), nullable=True)  # as peers reach it; None: uri
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     instances: Mapped[list[Instance]] = relationship(back_populates="host")

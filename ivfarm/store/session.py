@@ -12,7 +12,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ivfarm.errors import StoreNotInitialised
-from ivfarm.store.models import Base, Farm
+from ivfarm.store.models import Farm
+from ivfarm.store.schema import missing_columns, upgrade
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -52,9 +53,9 @@ class Store:
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(ivfarm_write=True), expire_on_commit=False)
 
-    def create_all(self) -> None:
-        """Create every table that does not exist yet."""
-        Base.metadata.create_all(self.engine)
+    def create_all(self) -> list[str]:
+        """Create every table that does not exist yet and add new columns; returns the columns added."""
+        return upgrade(self.engine)
 
     def is_initialised(self) -> bool:
         """True when the schema exists."""
@@ -64,9 +65,11 @@ class Store:
             return False
 
     def require_initialised(self) -> None:
-        """Raise ``StoreNotInitialised`` unless ``ivfarm init`` has run."""
+        """Raise ``StoreNotInitialised`` unless ``ivfarm init`` has run for this version's schema."""
         if not self.is_initialised():
             raise StoreNotInitialised(f"the state store at {self.url} is not initialised: run 'ivfarm init'")
+        if missing_columns(self.engine):
+            raise StoreNotInitialised(f"the state store at {self.url} is from an older ivfarm: run 'ivfarm init' to upgrade it")
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:

@@ -1,0 +1,33 @@
+"""Schema upgrades: new tables are created, new nullable columns added; nothing is ever dropped."""
+from __future__ import annotations
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.schema import CreateColumn
+
+from ivfarm.store.models import Base
+
+
+def missing_columns(engine: Engine) -> list[tuple[str, str]]:
+    """(table, column) pairs the models have and the database lacks."""
+    inspector = inspect(engine)
+    missing = []
+    for table in Base.metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing.extend((table.name, column.name) for column in table.columns if column.name not in present)
+    return missing
+
+
+def upgrade(engine: Engine) -> list[str]:
+    """Create absent tables and add absent columns; returns what was added."""
+    Base.metadata.create_all(engine)
+    added = []
+    with engine.begin() as conn:
+        for table_name, column_name in missing_columns(engine):
+            column = Base.metadata.tables[table_name].columns[column_name]
+            ddl = CreateColumn(column).compile(dialect=engine.dialect)
+            conn.execute(text(f'ALTER TABLE "{table_name}" ADD COLUMN {ddl}'))
+            added.append(f"{table_name}.{column_name}")
+    return added
