@@ -8,7 +8,15 @@ IVFARM=${IVFARM:-.venv/bin/ivfarm}
 GUEST_DIR=${IVFARM_GUEST_DIR:-/var/lib/ivfarm-guest}
 FARM=${DEMO_FARM:-demo}
 
+STATE_DIR=$(.venv/bin/python -c "from ivfarm.config import load_config; print(load_config().state_dir)")
+EC2_PID="$STATE_DIR/run/ec2-demo.pid"
+LISTEN=127.0.0.1:8773
+
 if [ "${1:-}" = "--clean" ]; then
+    if [ -f "$EC2_PID" ]; then
+        kill "$(cat "$EC2_PID")" 2>/dev/null || true
+        rm -f "$EC2_PID"
+    fi
     $IVFARM farm show "$FARM" >/dev/null 2>&1 && $IVFARM farm delete "$FARM" --yes
     for image in guest guest-initrd guest-kernel; do
         $IVFARM image show "$image" >/dev/null 2>&1 && $IVFARM image remove "$image"
@@ -46,6 +54,23 @@ for _ in $(seq 1 60); do
     fi
     sleep 1
 done
+# The farm users' side: the EC2 endpoint, driven with awscli and the farm's credentials.
+if ! { [ -f "$EC2_PID" ] && kill -0 "$(cat "$EC2_PID")" 2>/dev/null; }; then
+    mkdir -p "$STATE_DIR/run"
+    nohup $IVFARM ec2 serve --listen "$LISTEN" >>"$STATE_DIR/ec2-demo.log" 2>&1 &
+    echo $! >"$EC2_PID"
+fi
+for _ in $(seq 1 50); do
+    (exec 3<>/dev/tcp/127.0.0.1/8773) 2>/dev/null && break
+    sleep 0.2
+done
+eval "$($IVFARM farm credentials "$FARM" | sed 's/^/export /')"
+echo
+echo "aws ec2 describe-instances, as the farm's users see it:"
+.venv/bin/aws --endpoint-url "http://$LISTEN" --region "$(.venv/bin/python -c "from ivfarm.config import load_config; print(load_config().get('ec2.region'))")" \
+    ec2 describe-instances --output table \
+    --query 'Reservations[].Instances[].{id:InstanceId,state:State.Name,private:PrivateIpAddress,public:PublicIpAddress,type:InstanceType}'
+
 cat <<INFO
 
 The demo farm '$FARM' is up: two VMs on their own /24 behind a virtual router.
@@ -53,6 +78,8 @@ The demo farm '$FARM' is up: two VMs on their own /24 behind a virtual router.
       ip netns exec $public_ns wget -qO- http://$eip/
   consoles:        $IVFARM vm console $FARM-1
   EC2 credentials: $IVFARM farm credentials $FARM --output json
-  EC2 endpoint:    $IVFARM ec2 serve   (then: aws --endpoint-url http://127.0.0.1:8773 ec2 describe-instances)
+  EC2 endpoint:    http://$LISTEN (running; log $STATE_DIR/ec2-demo.log)
+                   eval "\$($IVFARM farm credentials $FARM | sed 's/^/export /')"
+                   aws --endpoint-url http://$LISTEN --region ivfarm-1 ec2 describe-instances
   remove it all:   make clean-demo
 INFO

@@ -8,11 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from drivers.hypervisor.domain_xml import Nic
-from drivers.network.libvirt_bridge import LibvirtBridgeSegments
 from ivfarm.errors import InvalidInput
 from ivfarm.services.addressing import router_ip
 from ivfarm.services.cloud import Cloud
-from ivfarm.services.routers import sync_router
+from ivfarm.services.routers import segments, sync_router
 from ivfarm.store.models import Address, Instance
 
 ANTI_SPOOFING_FILTER = "clean-traffic"
@@ -28,11 +27,6 @@ class InstanceNic:
     mac: str
     prefix: int
     gateway: str
-
-
-def segments(cloud: Cloud) -> LibvirtBridgeSegments:
-    """The farm segment driver."""
-    return LibvirtBridgeSegments(cloud.hypervisor.connection, cloud.config.get("network.trunk_interface"))
 
 
 def instance_nic(session: Session, instance: Instance) -> InstanceNic | None:
@@ -70,11 +64,23 @@ def release_addresses(cloud: Cloud, instance_id: str) -> None:
         sync_router(cloud, farm_id)
 
 
+def public_bridge(cloud: Cloud) -> str:
+    """The host bridge of the site's public network; refuses a public segment inside a namespace."""
+    public = cloud.config.get("network.public")
+    if public.get("netns"):
+        raise InvalidInput(
+            f"the public segment (bridge {public['bridge']}) lives in network namespace {public['netns']}, "
+            "where VMs cannot be attached: for public NICs set network.public.netns to null and "
+            "network.public.bridge to a bridge on the site's public network that exists on every service host"
+        )
+    return str(public["bridge"])
+
+
 def public_nic(cloud: Cloud, instance_id: str, host_class: str) -> Nic:
-    """A NIC on the site's public bridge, for service-class instances only."""
+    """A NIC on the site's public host bridge, for service-class instances only (MAC 02:01: + id)."""
     if host_class != "service":
         raise InvalidInput("worker-class instances never get a public NIC")
     octets = instance_id[-8:]
     mac = "02:01:" + ":".join(octets[i:i + 2] for i in range(0, 8, 2))
-    return Nic(bridge=cloud.config.get("network.public.bridge"), mac=mac)
+    return Nic(bridge=public_bridge(cloud), mac=mac)
 

@@ -14,9 +14,8 @@ from ivfarm.errors import AlreadyExists, InvalidInput, NetworkError, NotFound, P
 from ivfarm.services import journal, quotas
 from ivfarm.services.cloud import Cloud
 from ivfarm.services.elastic_ips import next_public_ips
-from ivfarm.services.farm_network import segments
 from ivfarm.services.provisioning import begin_terminate, teardown
-from ivfarm.services.routers import make_backend, router_key, router_lock, router_spec
+from ivfarm.services.routers import make_backend, router_key, router_lock, router_spec, segments
 from ivfarm.store.models import Address, Farm, Host, Image, Instance, KeyPair, PortForward, Tag, utcnow
 from vrouter.errors import RouterError
 

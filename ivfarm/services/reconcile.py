@@ -19,10 +19,9 @@ from sqlalchemy import select
 from ivfarm.errors import IvfarmError
 from ivfarm.services import farms, instances, journal, provisioning, quotas
 from ivfarm.services.cloud import Cloud
-from ivfarm.services.farm_network import segments
 from ivfarm.services.inventory import Inventory, scan
 from ivfarm.services.locks import job_lock
-from ivfarm.services.routers import make_backend, sync_router
+from ivfarm.services.routers import make_backend, router_key, segments, sync_router
 from ivfarm.store.models import Farm, Host, Instance
 
 log = logging.getLogger(__name__)
@@ -179,9 +178,14 @@ class _Run:
     # -- routers and usage -------------------------------------------------------------------
     def routers_and_usage(self) -> None:
         with self.cloud.store.read() as session:
-            active = [(f.id, f.name) for f in session.scalars(select(Farm).where(Farm.status == "active"))]
-        for farm_id, name in active:
-            if not self.report.dry_run:
+            active = [(f.id, f.name, f.vlan, f.router_backend)
+                      for f in session.scalars(select(Farm).where(Farm.status == "active"))]
+        for farm_id, name, vlan, backend_name in active:
+            backend = make_backend(self.cloud, backend_name)
+            if backend is not None and not backend.exists(router_key(vlan)):
+                self.act("router", router_key(vlan), f"router of farm {name} is missing", "rebuild",
+                         lambda f=farm_id: sync_router(self.cloud, f))
+            elif not self.report.dry_run:
                 try:
                     sync_router(self.cloud, farm_id)
                 except IvfarmError as exc:

@@ -11,15 +11,22 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from drivers.network.base import bridge_name
+from drivers.network.libvirt_bridge import LibvirtBridgeSegments
 from ivfarm.errors import ConfigError, NetworkError
 from ivfarm.services.addressing import router_ip
 from ivfarm.services.cloud import Cloud
+from ivfarm.services.metadata_records import metadata_records
 from ivfarm.store.models import LIVE_STATES, Address, Farm, Instance, PortForward
 from vrouter.errors import RouterError
 from vrouter.spec import Lease, PortForward as ForwardSpec, RouterSpec
 
 if TYPE_CHECKING:
     from vrouter.base import RouterBackend
+
+
+def segments(cloud: Cloud) -> LibvirtBridgeSegments:
+    """The farm segment driver."""
+    return LibvirtBridgeSegments(cloud.hypervisor.connection, cloud.config.get("network.trunk_interface"))
 
 
 def router_key(vlan: int) -> str:
@@ -97,7 +104,8 @@ def router_lock(cloud: Cloud, vlan: int) -> Iterator[None]:
 
 
 def sync_router(cloud: Cloud, farm_id: int) -> None:
-    """Bring the farm's router in line with the store (leases, forwards, elastic IP)."""
+    """Bring the farm's router in line with the store (leases, forwards, elastic IP) and, where
+    the backend serves it, republish what its metadata service answers each VM."""
     with cloud.store.read() as session:
         farm = session.get(Farm, farm_id)
         if farm is None:
@@ -107,7 +115,14 @@ def sync_router(cloud: Cloud, farm_id: int) -> None:
             return
         with router_lock(cloud, farm.vlan):
             spec = router_spec(cloud, session, farm)
+            records = metadata_records(cloud, session, farm, spec) if backend.serves_metadata else None
             try:
-                backend.apply(spec)
+                if backend.exists(spec.key):
+                    backend.apply(spec)
+                else:  # gone with a reboot of the router host, or removed by hand: rebuild it
+                    segments(cloud).ensure(str(cloud.config.get("vrouter.host_uri")), farm.vlan)
+                    backend.create(spec)
+                if records is not None:
+                    backend.publish_metadata(spec.key, records)
             except RouterError as exc:
                 raise NetworkError(f"router of farm {farm.name}: {exc}") from exc

@@ -61,3 +61,25 @@ def test_a_router_that_cannot_be_built_rolls_everything_back(real_cloud_factory)
     finally:
         subprocess.run(["ip", "link", "del", squatter], check=False)
     assert farms.create_farm(cloud, farms.FarmRequest(name="doomed")).vlan == vlan
+
+
+def test_reconcile_rebuilds_a_lost_router_and_removes_an_orphan_one(real_cloud_factory) -> None:  # type: ignore[no-untyped-def]
+    from ivfarm.services import reconcile
+    from ivfarm.services.routers import make_backend
+
+    cloud = real_cloud_factory(router="netns")
+    farm = farms.create_farm(cloud, farms.FarmRequest(name="survivor"))
+    backend = make_backend(cloud, "netns")
+    backend.destroy(f"r{farm.vlan}")  # as after a reboot of the router host
+    doomed = farms.create_farm(cloud, farms.FarmRequest(name="forgotten"))
+    with cloud.store.write() as session:  # the store lost this farm, its router stayed behind
+        session.query(Address).filter_by(farm_id=doomed.id).delete()
+        session.query(Farm).filter_by(id=doomed.id).delete()
+    report = reconcile.reconcile(cloud)
+    assert sorted((f.kind, f.target, f.action) for f in report.findings) == sorted([
+        ("farm segment", f"local:vlan {doomed.vlan}", "remove"),
+        ("router", f"r{doomed.vlan}", "remove"),
+        ("router", f"r{farm.vlan}", "rebuild"),
+    ])
+    assert backend.exists(f"r{farm.vlan}") and leftovers(cloud, doomed.vlan) == []
+    assert reconcile.reconcile(cloud).findings == []
