@@ -1,4 +1,7 @@
-"""The documents a guest reads about itself: NoCloud meta-data, network config v2, EC2 metadata."""
+"""The documents a guest reads about itself: NoCloud meta-data, network config v2, EC2 metadata.
+
+The EC2 tree is plain JSON data; the farm router's metadata service (vrouter.imds) serves it.
+"""
 from __future__ import annotations
 
 import ipaddress
@@ -8,14 +11,6 @@ from contextualization.errors import ContextError
 
 _HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-
-
-class PublicKeyEntry(dict):
-    """The ``public-keys/<index>/`` directory of the EC2 tree; remembers the key pair's name."""
-
-    def __init__(self, name: str, key: str) -> None:
-        super().__init__({"openssh-key": key})
-        self.name = name
 
 
 def _check_hostname(hostname: str) -> str:
@@ -95,9 +90,12 @@ def ec2_metadata_tree(
     availability_zone: str,
     mac: str,
 ) -> dict:
-    """Return the ``/latest/meta-data/`` tree of EC2's instance metadata service.
+    """Return the ``/latest/meta-data/`` tree of EC2's instance metadata service, as JSON data.
 
-    Absent values (no public IPv4, no key pair) leave their entries out, as EC2 does.
+    Absent values leave their entries out, as EC2 does: ``public-ipv4`` exists only when the
+    instance has a public address (here: the farm's elastic IP bound to it), ``public-keys``
+    only with a key pair. Key ``i`` of ``public_keys`` is the entry ``"<i>=<name>":
+    {"openssh-key": key}``, which IMDS lists as ``i=name`` and serves at ``public-keys/i/``.
     """
     tree: dict = {
         "ami-id": ami_id,
@@ -114,37 +112,7 @@ def ec2_metadata_tree(
     keys = _check_keys(public_keys)
     if keys:
         tree["public-keys"] = {
-            str(index): PublicKeyEntry(name, key) for index, (name, key) in enumerate(keys.items())
+            f"{index}={name}": {"openssh-key": key} for index, (name, key) in enumerate(keys.items())
         }
     tree["reservation-id"] = reservation_id
     return tree
-
-
-def _listing(directory: dict) -> str:
-    lines = []
-    for key, value in directory.items():
-        if isinstance(value, PublicKeyEntry):
-            lines.append(f"{key}={value.name}")
-        elif isinstance(value, dict):
-            lines.append(f"{key}/")
-        else:
-            lines.append(str(key))
-    return "\n".join(lines)
-
-
-def render_metadata_path(tree: dict, path: str) -> str | None:
-    """Answer a metadata path as EC2's IMDS does, or ``None`` when nothing lives there.
-
-    A directory lists its children one per line (sub-directories end in ``/``, public keys read
-    ``0=keyname``); a leaf returns its value (a list leaf one item per line).
-    """
-    node: object = tree
-    for segment in (part for part in path.split("/") if part):
-        if not isinstance(node, dict) or segment not in node:
-            return None
-        node = node[segment]
-    if isinstance(node, dict):
-        return _listing(node)
-    if isinstance(node, (list, tuple)):
-        return "\n".join(str(item) for item in node)
-    return str(node)

@@ -118,6 +118,55 @@ def process_dead(pid: int) -> bool:
     return state in ("Z", "X")
 
 
+def start_daemon(cmd: Sequence[str], pid_file: Path, what: str, *, cwd: Path | None = None) -> None:
+    """Run a command that forks a daemon away (which writes pid_file); return once it lives.
+
+    The command's exit status and stderr report start-up errors (a bind that failed, bad flags);
+    stderr goes through a file next to pid_file because the daemon must not hold our pipes.
+    """
+    pid_file.unlink(missing_ok=True)
+    errfile = pid_file.with_suffix(".start.err")
+    with open(errfile, "w+") as err:
+        try:
+            proc = subprocess.run(
+                list(cmd), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                timeout=15, start_new_session=True, check=False, cwd=cwd,
+            )
+        except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+            raise RouterError(f"{what} could not be started: {exc}") from None
+        err.seek(0)
+        message = err.read().strip()
+    if proc.returncode != 0:
+        raise RouterError(f"{what} failed to start (exit {proc.returncode}): {message}")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if daemon_pid(pid_file) is not None:
+            errfile.unlink(missing_ok=True)
+            return
+        time.sleep(0.01)
+    raise RouterError(f"{what} did not come up (no live pid in {pid_file}): {message}")
+
+
+def daemon_pid(pid_file: Path) -> int | None:
+    """The live daemon started with `--pid-file=<pid_file>` (its command line is checked: pid reuse)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    if f"--pid-file={pid_file}".encode() not in cmdline or process_dead(pid):
+        return None
+    return pid
+
+
+def stop_daemon(pid_file: Path) -> None:
+    """Stop the daemon of pid_file (if it runs) and remove the pid file."""
+    pid = daemon_pid(pid_file)
+    if pid is not None:
+        kill_and_wait(pid)
+    pid_file.unlink(missing_ok=True)
+
+
 def kill_and_wait(pid: int, timeout: float = 3.0) -> None:
     """SIGTERM, then SIGKILL after timeout; returns when the process is dead."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, timeout)):

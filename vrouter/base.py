@@ -14,6 +14,8 @@ class RouterBackend(ABC):
     """
 
     name: str
+    serves_metadata: bool
+    """Whether the router answers EC2 metadata requests on 169.254.169.254 (publish_metadata)."""
 
     @abstractmethod
     def create(self, spec: RouterSpec) -> None:
@@ -39,3 +41,9 @@ class RouterBackend(ABC):
     @abstractmethod
     def leases(self, key: str) -> list[tuple[str, str]]:
         """(mac, ip) of the active DHCP leases."""
+
+    @abstractmethod
+    def publish_metadata(self, key: str, records: dict[str, dict]) -> None:
+        """Replace everything the router's metadata service answers: private IP -> record
+        (``{"meta-data": tree, "user-data": base64 or None}``, see vrouter.imds), and make sure
+        the service runs. Backends whose serves_metadata is False raise RouterError."""

@@ -1,10 +1,13 @@
 """The netns backend: one network namespace per farm router, as OpenStack's L3 agent does.
 
-    farm bridge --- ivl<key> | lan0 (lan_ip)   namespace ivfarm-<key>   wan0 (wan_ip[, EIP/32]) | ivw<key> --- public bridge
-                              dnsmasq (DHCP static leases + DNS forwarder), iptables (NAT + firewall)
+    farm bridge --- ivl<key> | lan0 (lan_ip, 169.254.169.254/32)   namespace ivfarm-<key>   wan0 (wan_ip[, EIP/32]) | ivw<key> --- public bridge
+                              dnsmasq (DHCP static leases + DNS forwarder), iptables (NAT + firewall),
+                              metadata server (EC2 IMDS on 169.254.169.254:80, vrouter.metadata_server)
 
-dnsmasq runs as a daemon independent of the calling process (stopped through its pid file or by
-killing whatever is left in the namespace), so a router outlives the `ivfarm` command that made it.
+dnsmasq and the metadata server run as daemons independent of the calling process (stopped
+through their pid files or by killing whatever is left in the namespace), so a router outlives
+the `ivfarm` command that made it. The metadata server answers from a records file in the
+router's run dir (mode 0600) that publish_metadata() replaces atomically.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import json
 import os
 import shutil
 import signal
-import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +25,7 @@ from pathlib import Path
 from vrouter import _sh
 from vrouter.base import RouterBackend
 from vrouter.errors import RouterError
+from vrouter.imds import METADATA_IP, parse_records
 from vrouter.netns_rules import (
     DEFAULT_LEASE_TIME,
     LAN_IF,
@@ -30,6 +34,7 @@ from vrouter.netns_rules import (
     dnsmasq_args,
     dnsmasq_hosts,
     iptables_ruleset,
+    metadata_server_args,
     parse_leases,
 )
 from vrouter.public import PublicSegment
@@ -38,6 +43,8 @@ from vrouter.spec import KEY_RE, RouterSpec
 NETNS_PREFIX = "ivfarm-"
 # changing these needs a new router (the namespace's addresses and links are built from them)
 STRUCTURAL = ("lan_cidr", "lan_ip", "lan_bridge", "wan_ip", "wan_prefix", "wan_gateway")
+# `python -m vrouter.metadata_server` run from here imports this very vrouter package
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
 def netns_name(key: str) -> str:
@@ -54,6 +61,7 @@ def wan_veth(key: str) -> str:
 
 class NetnsRouter(RouterBackend):
     name = "netns"
+    serves_metadata = True
 
     def __init__(
         self,
@@ -61,12 +69,14 @@ class NetnsRouter(RouterBackend):
         run_dir: Path,
         *,
         dnsmasq: str = "dnsmasq",
+        python: str = sys.executable,
         lease_time: str = DEFAULT_LEASE_TIME,
         gratuitous_arp: bool = True,
     ) -> None:
         self.public = public
         self.run_dir = Path(run_dir)
         self.dnsmasq = dnsmasq
+        self.python = python
         self.lease_time = lease_time
         self.gratuitous_arp = gratuitous_arp
 
@@ -138,6 +148,19 @@ class NetnsRouter(RouterBackend):
                 keys.add(key)
         return sorted(keys)
 
+    def publish_metadata(self, key: str, records: dict[str, dict]) -> None:
+        self._check_key(key)
+        text = json.dumps(records, indent=1)
+        try:
+            parse_records(text)  # exactly what the server will read
+        except ValueError as exc:
+            raise RouterError(f"router {key}: bad metadata records: {exc}") from None
+        with self._lock():
+            if not self.exists(key):
+                raise RouterError(f"router {key} does not exist (create it first)")
+            _replace_file(self._records_path(key), text, 0o600)
+            self._ensure_metadata_server(key)
+
     def leases(self, key: str) -> list[tuple[str, str]]:
         self._check_key(key)
         path = self._paths(key).leases
@@ -188,6 +211,7 @@ class NetnsRouter(RouterBackend):
         self._sync_eip_address(spec)
         self._write_hosts(spec)
         self._start_dnsmasq(spec)
+        self._ensure_metadata_server(key)
         self._save_spec(spec)
 
     def _apply(self, spec: RouterSpec, old: RouterSpec | None) -> None:
@@ -199,6 +223,7 @@ class NetnsRouter(RouterBackend):
             self._start_dnsmasq(spec)
         elif hosts_changed:
             os.kill(pid, signal.SIGHUP)
+        self._ensure_metadata_server(spec.key)
         # unpublish a stale EIP before its rules go; publish a new one after its rules exist
         self._sync_eip_address(spec, remove_only=True)
         self._restore_rules(spec)
@@ -241,67 +266,53 @@ class NetnsRouter(RouterBackend):
     # --- dnsmasq --------------------------------------------------------------------------------
     def _write_hosts(self, spec: RouterSpec) -> bool:
         """Atomically (re)write the DHCP hosts file; True when its content changed."""
-        path = self._paths(spec.key).hosts
-        content = dnsmasq_hosts(spec)
-        try:
-            if path.read_text() == content:
-                return False
-        except FileNotFoundError:
-            pass
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(content)
-        os.replace(tmp, path)
-        return True
+        return _replace_file(self._paths(spec.key).hosts, dnsmasq_hosts(spec), 0o644)
 
     def _start_dnsmasq(self, spec: RouterSpec) -> None:
         paths = self._paths(spec.key)
-        paths.pid.unlink(missing_ok=True)
         cmd = _sh.ns_exec(netns_name(spec.key), [self.dnsmasq, *dnsmasq_args(spec, paths, self.lease_time)])
-        errfile = self._dir(spec.key) / "dnsmasq.start.err"
-        with open(errfile, "w+") as err:
-            try:
-                # the daemon forks away and lives on; it must not hold our pipes, hence a file
-                proc = subprocess.run(
-                    cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                    timeout=15, start_new_session=True, check=False,
-                )
-            except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
-                raise RouterError(f"dnsmasq could not be started: {exc}") from None
-            err.seek(0)
-            message = err.read().strip()
-        if proc.returncode != 0:
-            raise RouterError(f"dnsmasq failed to start (exit {proc.returncode}): {message}")
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            if self._dnsmasq_pid(spec.key) is not None:
-                errfile.unlink(missing_ok=True)
-                return
-            time.sleep(0.01)
-        raise RouterError(f"dnsmasq did not come up (no live pid in {paths.pid}): {message}")
+        _sh.start_daemon(cmd, paths.pid, "dnsmasq")
 
     def _dnsmasq_pid(self, key: str) -> int | None:
         """The live dnsmasq of this router, checked against its command line (pid reuse)."""
-        paths = self._paths(key)
-        try:
-            pid = int(paths.pid.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (FileNotFoundError, ValueError, ProcessLookupError):
-            return None
-        if f"--pid-file={paths.pid}".encode() not in cmdline or _sh.process_dead(pid):
-            return None
-        return pid
+        return _sh.daemon_pid(self._paths(key).pid)
 
     def _stop_dnsmasq(self, key: str) -> None:
-        pid = self._dnsmasq_pid(key)
-        if pid is not None:
-            _sh.kill_and_wait(pid)
-        self._paths(key).pid.unlink(missing_ok=True)
+        _sh.stop_daemon(self._paths(key).pid)
+
+    # --- metadata service -------------------------------------------------------------------------
+    def _ensure_metadata_server(self, key: str) -> None:
+        """Start the metadata server unless it runs (a new router, or after it died).
+
+        Its address is (re)added first, so routers made before the service existed get it too.
+        """
+        pid_file = self._metadata_pid_path(key)
+        if _sh.daemon_pid(pid_file) is not None:
+            return
+        records = self._records_path(key)
+        if not records.exists():
+            _replace_file(records, "{}", 0o600)
+        ns = netns_name(key)
+        _sh.ip_batch([f"address replace {METADATA_IP}/32 dev {LAN_IF}"], ns)
+        cmd = _sh.ns_exec(ns, [self.python, *metadata_server_args(records, pid_file)])
+        _sh.start_daemon(cmd, pid_file, "the metadata server", cwd=PACKAGE_ROOT)
+
+    def _metadata_pid(self, key: str) -> int | None:
+        """The live metadata server of this router."""
+        return _sh.daemon_pid(self._metadata_pid_path(key))
+
+    def _records_path(self, key: str) -> Path:
+        return self._dir(key) / "metadata.json"
+
+    def _metadata_pid_path(self, key: str) -> Path:
+        return self._dir(key) / "metadata.pid"
 
     # --- removal --------------------------------------------------------------------------------
     def _destroy(self, key: str) -> None:
         ns = netns_name(key)
         if self._dir(key).exists():
             self._stop_dnsmasq(key)
+            _sh.stop_daemon(self._metadata_pid_path(key))
         _sh.netns_delete(ns)  # kills anything left inside; its veth ends take their peers along
         _sh.link_delete(lan_veth(key))
         _sh.link_delete(wan_veth(key))
@@ -360,3 +371,19 @@ class NetnsRouter(RouterBackend):
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _replace_file(path: Path, content: str, mode: int) -> bool:
+    """Atomically (temp file + rename) give path this content and mode; True when it changed."""
+    try:
+        if path.read_text() == content:
+            return False
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), mode)
+        handle.write(content)
+    os.replace(tmp, path)
+    return True

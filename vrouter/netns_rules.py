@@ -1,4 +1,5 @@
-"""Pure rendering for the netns backend: the iptables ruleset, dnsmasq's hosts file and flags.
+"""Pure rendering for the netns backend: the iptables ruleset, dnsmasq's hosts file and flags,
+the metadata server's command line.
 
 Kept free of side effects so unit tests can check exactly what goes into a router namespace.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from vrouter.imds import METADATA_IP, METADATA_PORT
 from vrouter.spec import RouterSpec
 
 LAN_IF = "lan0"
@@ -36,7 +38,7 @@ def iptables_ruleset(spec: RouterSpec) -> str:
         f":{CHAIN_FWD} - [0:0]",
         f"-A INPUT -j {CHAIN_IN}",
         f"-A FORWARD -j {CHAIN_FWD}",
-        # router input: loopback, replies, and only DHCP/DNS/ping from the farm LAN
+        # router input: loopback, replies, and only DHCP/DNS/ping/metadata from the farm LAN
         f"-A {CHAIN_IN} -i lo -j ACCEPT",
         f"-A {CHAIN_IN} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
         f"-A {CHAIN_IN} -m conntrack --ctstate INVALID -j DROP",
@@ -44,6 +46,7 @@ def iptables_ruleset(spec: RouterSpec) -> str:
         f"-A {CHAIN_IN} -i {LAN_IF} -p udp -m udp --dport 53 -j ACCEPT",
         f"-A {CHAIN_IN} -i {LAN_IF} -p tcp -m tcp --dport 53 -j ACCEPT",
         f"-A {CHAIN_IN} -i {LAN_IF} -p icmp -m icmp --icmp-type 8 -j ACCEPT",
+        f"-A {CHAIN_IN} -i {LAN_IF} -d {METADATA_IP}/32 -p tcp -m tcp --dport {METADATA_PORT} -j ACCEPT",
         f"-A {CHAIN_IN} -j DROP",
         # forwarding: replies, the farm going out, and inbound only where we DNATed it
         f"-A {CHAIN_FWD} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
@@ -147,6 +150,18 @@ def dnsmasq_args(
         f"--log-facility={paths.log}",
     ]
     return args
+
+
+def metadata_server_args(records: Path, pid: Path) -> list[str]:
+    """Arguments to the Python interpreter that start the router's metadata server as a daemon
+    on 169.254.169.254:80 (inside the router namespace, so only the farm LAN reaches it)."""
+    return [
+        "-m", "vrouter.metadata_server",
+        f"--records={records}",
+        f"--listen={METADATA_IP}:{METADATA_PORT}",
+        f"--pid-file={pid}",
+        "--daemon",
+    ]
 
 
 def parse_leases(text: str) -> list[tuple[str, str]]:

@@ -4,6 +4,7 @@ The VM itself (1 vCPU / 150 MB, a private NIC on the farm bridge and a public NI
 segment, from an admin-registered OpenWrt image) is made by a RouterVm that ivfarm implements,
 so this package never touches libvirt. The router's NIC order is a convention shared with that
 provider: the private (LAN) NIC is the first one (eth0), the public (WAN) one the second (eth1).
+It has no EC2 metadata service (serves_metadata is False): its VMs use their NoCloud seed.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class RouterVm(Protocol):
 
 class OpenWrtRouter(RouterBackend):
     name = "openwrt"
+    serves_metadata = False
 
     def __init__(
         self,
@@ -111,6 +113,14 @@ class OpenWrtRouter(RouterBackend):
             )
         text = self.pusher.read(address, LEASE_FILE)
         return parse_leases(text or "")
+
+    def publish_metadata(self, key: str, records: dict[str, dict]) -> None:
+        """Not offered: the OpenWrt image runs no metadata service. VMs behind this router are
+        contextualized from their NoCloud seed only (instance-id, keys, user-data, network)."""
+        raise RouterError(
+            f"router {key}: the openwrt backend has no EC2 metadata service "
+            "(its VMs read their NoCloud seed instead)"
+        )
 
     def _push(self, spec: RouterSpec, files: dict[str, str]) -> None:
         address = self.vm.ensure(spec)

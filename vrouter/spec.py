@@ -90,7 +90,6 @@ class RouterSpec:
     forwards: tuple[PortForward, ...] = ()
     elastic_ip: str | None = None
     elastic_target: str | None = None
-    metadata_port: int | None = None
 
     def __post_init__(self) -> None:
         # accept lists from callers, keep tuples (hashable, immutable)
@@ -166,8 +165,6 @@ class RouterSpec:
             self._check_host(target, "elastic IP target")
             if target == lan_ip:
                 raise SpecError("the elastic IP cannot be bound to the router itself")
-        if self.metadata_port is not None:
-            _port(self.metadata_port, "metadata port")
 
     def _check_host(self, addr: ipaddress.IPv4Address, what: str) -> None:
         lan = self.lan_network

@@ -69,8 +69,9 @@ class SerialConsole:
 def guest_exec(instance_id: str, command: str, timeout_s: float = 60.0) -> tuple[int, str]:
     """Run ``command`` in the guest's shell on ttyS0; returns (exit status, output)."""
     token = uuid.uuid4().hex[:10]
-    # the marker is computed by the guest, so the echoed command line never matches it
-    line = f"{command}; rc=$?; echo END-{token}; echo \"RC$((40+2))-{token}:$rc\""
+    # the markers are computed by the guest, so the echoed command line (which the console wraps
+    # at 80 columns, possibly inside a marker) never matches them
+    line = f"echo BEGIN$((40+2))-{token}; {command}; rc=$?; echo END-{token}; echo \"RC$((40+2))-{token}:$rc\""
     conn = libvirt.open("qemu:///system")
     console = SerialConsole(conn, conn.lookupByName(domain_name(instance_id)))
     try:
@@ -81,7 +82,7 @@ def guest_exec(instance_id: str, command: str, timeout_s: float = 60.0) -> tuple
             match = re.search(rf"RC42-{token}:(\d+)", text)
             if match:
                 end = text.rfind(f"END-{token}")
-                start = text.rfind(f"-{token}:$rc", 0, end)
+                start = text.rfind(f"BEGIN42-{token}", 0, end)
                 body = text[text.find("\n", start) + 1:end] if start >= 0 else ""
                 return int(match.group(1)), _NOISE.sub("", body).strip()
             if time.monotonic() >= next_send and f"END-{token}" not in text:

@@ -1,15 +1,14 @@
-"""meta-data, network config v2 and the EC2 metadata tree as a guest reads them."""
+"""meta-data, network config v2 and the EC2 metadata tree as a guest reads them (the tree as the
+router's metadata service, vrouter.imds, serves it)."""
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from contextualization.errors import ContextError
-from contextualization.metadata import (
-    ec2_metadata_tree,
-    meta_data,
-    network_config_v2,
-    render_metadata_path,
-)
+from contextualization.metadata import ec2_metadata_tree, meta_data, network_config_v2
+from vrouter.imds import render
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHh0ZXN0a2V5 alice@login"
 INSTANCE = dict(instance_id="i-0a1b2c3d4e5f60718", hostname="wn-003", local_ipv4="10.0.5.3",
@@ -65,8 +64,19 @@ def test_network_config_refuses_inconsistent_settings(args, complaint: str) -> N
         network_config_v2(*args)
 
 
+def get(tree: dict, path: str) -> str | None:
+    """What the router's metadata service (vrouter.imds) answers for a path below meta-data/."""
+    found = render(tree, [part for part in path.split("/") if part])
+    return None if found is None else found.body.decode()
+
+
+def test_imds_tree_is_plain_json() -> None:
+    tree = ec2_metadata_tree(**INSTANCE)
+    assert json.loads(json.dumps(tree)) == tree
+
+
 def test_imds_top_level_lists_leaves_and_directories() -> None:
-    listing = render_metadata_path(ec2_metadata_tree(**INSTANCE), "").splitlines()
+    listing = get(ec2_metadata_tree(**INSTANCE), "").splitlines()
     for leaf in ("instance-id", "local-ipv4", "public-ipv4", "hostname", "local-hostname",
                  "instance-type", "ami-id", "reservation-id", "mac"):
         assert leaf in listing
@@ -75,30 +85,30 @@ def test_imds_top_level_lists_leaves_and_directories() -> None:
 
 def test_imds_leaves_answer_their_values() -> None:
     tree = ec2_metadata_tree(**INSTANCE)
-    assert render_metadata_path(tree, "instance-id") == INSTANCE["instance_id"]
-    assert render_metadata_path(tree, "/local-ipv4") == INSTANCE["local_ipv4"]
-    assert render_metadata_path(tree, "placement/availability-zone") == "torino-1a"
-    assert render_metadata_path(tree, "placement/") == "availability-zone"
-    assert render_metadata_path(tree, "mac") == INSTANCE["mac"].lower()
+    assert get(tree, "instance-id") == INSTANCE["instance_id"]
+    assert get(tree, "/local-ipv4") == INSTANCE["local_ipv4"]
+    assert get(tree, "placement/availability-zone") == "torino-1a"
+    assert get(tree, "placement/") == "availability-zone"
+    assert get(tree, "mac") == INSTANCE["mac"].lower()
 
 
 def test_imds_public_keys_list_index_and_name() -> None:
     tree = ec2_metadata_tree(**{**INSTANCE, "public_keys": {"alice": KEY, "bob": KEY + "2"}})
-    assert render_metadata_path(tree, "public-keys/") == "0=alice\n1=bob"
-    assert render_metadata_path(tree, "public-keys/1/") == "openssh-key"
-    assert render_metadata_path(tree, "public-keys/1/openssh-key") == KEY + "2"
-    assert tree["public-keys"]["0"] == {"openssh-key": KEY}
+    assert get(tree, "public-keys/") == "0=alice\n1=bob"
+    assert get(tree, "public-keys/1/") == "openssh-key"
+    assert get(tree, "public-keys/1/openssh-key") == KEY + "2"
+    assert tree["public-keys"]["0=alice"] == {"openssh-key": KEY}
 
 
 def test_imds_unknown_paths_answer_none() -> None:
     tree = ec2_metadata_tree(**INSTANCE)
-    assert render_metadata_path(tree, "no-such-thing") is None
-    assert render_metadata_path(tree, "instance-id/deeper") is None
-    assert render_metadata_path(tree, "public-keys/7/openssh-key") is None
+    assert get(tree, "no-such-thing") is None
+    assert get(tree, "instance-id/deeper") is None
+    assert get(tree, "public-keys/7/openssh-key") is None
 
 
 def test_imds_leaves_out_absent_public_ip_and_keys() -> None:
     tree = ec2_metadata_tree(**{**INSTANCE, "public_ipv4": None, "public_keys": None})
-    assert render_metadata_path(tree, "public-ipv4") is None
-    assert render_metadata_path(tree, "public-keys/") is None
-    assert "public-keys/" not in render_metadata_path(tree, "").splitlines()
+    assert get(tree, "public-ipv4") is None
+    assert get(tree, "public-keys/") is None
+    assert "public-keys/" not in get(tree, "").splitlines()

@@ -8,7 +8,9 @@ import pytest
 
 from vrouter.errors import RouterError
 from vrouter.netns import NetnsRouter, lan_veth, netns_name, wan_veth
-from vrouter.netns_rules import DnsmasqPaths, dnsmasq_args, dnsmasq_hosts, iptables_ruleset, parse_leases
+from vrouter.netns_rules import (
+    DnsmasqPaths, dnsmasq_args, dnsmasq_hosts, iptables_ruleset, metadata_server_args, parse_leases,
+)
 from vrouter.public import PublicSegment, client_veth
 from vrouter.spec import Lease, PortForward, RouterSpec
 
@@ -36,12 +38,23 @@ def test_ruleset_restores_two_whole_tables_with_default_drop() -> None:
     assert "-A PREROUTING -j IVFARM-DNAT" in rules and "-A POSTROUTING -j IVFARM-SNAT" in rules
 
 
-def test_input_allows_only_dhcp_dns_ping_from_lan() -> None:
+def test_input_allows_only_dhcp_dns_ping_and_metadata_from_lan() -> None:
     inbound = [r for r in lines(iptables_ruleset(SPEC)) if r.startswith("-A IVFARM-IN")]
     accepts = [r for r in inbound if r.endswith("ACCEPT")]
     assert all("-i lan0" in r or "-i lo" in r or "ESTABLISHED" in r for r in accepts)
     assert any("--dport 67" in r for r in accepts) and any("--dport 53" in r for r in accepts)
+    # tcp/80 only towards the metadata address: the router's LAN IP serves no HTTP
+    assert [r for r in accepts if "-p tcp" in r and "--dport 80" in r] == [
+        "-A IVFARM-IN -i lan0 -d 169.254.169.254/32 -p tcp -m tcp --dport 80 -j ACCEPT"
+    ]
     assert inbound[-1] == "-A IVFARM-IN -j DROP"
+
+
+def test_metadata_server_command_line(tmp_path: Path) -> None:
+    args = metadata_server_args(tmp_path / "metadata.json", tmp_path / "metadata.pid")
+    assert args[:2] == ["-m", "vrouter.metadata_server"]
+    assert f"--records={tmp_path}/metadata.json" in args and f"--pid-file={tmp_path}/metadata.pid" in args
+    assert "--listen=169.254.169.254:80" in args and "--daemon" in args
 
 
 def test_forwards_and_eip() -> None:

@@ -1,0 +1,210 @@
+"""The farm router's EC2 metadata service: an HTTP server answering each VM from its own record.
+
+    python -m vrouter.metadata_server --records FILE [--listen 169.254.169.254:80]
+                                      [--pid-file=FILE] [--daemon]
+
+The netns router runs it inside its namespace (so it is reachable from that farm's LAN only).
+The asking VM is identified by its source address alone, which the farm's anti-spoofing filter
+guarantees; a source with no record gets 404 for everything but ``/``. The records file (see
+vrouter.imds) is re-read whenever it changes (ivfarm replaces it atomically).
+
+IMDSv1 (plain GETs) and IMDSv2 are both served: ``PUT /latest/api/token`` with
+``X-aws-ec2-metadata-token-ttl-seconds: 1..21600`` returns a session token; a GET carrying
+``X-aws-ec2-metadata-token`` must present a live token issued to the same address (else 401).
+Tokens are HMAC-signed expiry times under a per-process secret: nothing is stored, and a restart
+invalidates them (clients ask for a new one on 401, as they do on EC2).
+Stdlib only: the router must not depend on the control plane.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import os
+import secrets
+import socketserver
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from vrouter.imds import METADATA_IP, METADATA_PORT, InstanceDocs, answer, parse_records
+
+TOKEN_PATH = "/latest/api/token"
+TOKEN_HEADER = "X-aws-ec2-metadata-token"
+TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
+MAX_TTL = 21600
+
+
+class Tokens:
+    """IMDSv2 session tokens bound to the address that asked for them."""
+
+    def __init__(self, secret: bytes | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.secret = secret or secrets.token_bytes(32)
+        self.clock = clock
+
+    def issue(self, client: str, ttl: int) -> str:
+        expiry = int(self.clock()) + ttl
+        return f"{expiry}.{self._sign(client, expiry)}"
+
+    def valid(self, client: str, token: str) -> bool:
+        expiry, _, signature = token.partition(".")
+        if not expiry.isdigit() or int(expiry) < self.clock():
+            return False
+        return hmac.compare_digest(signature, self._sign(client, int(expiry)))
+
+    def _sign(self, client: str, expiry: int) -> str:
+        return hmac.new(self.secret, f"{client}|{expiry}".encode(), hashlib.sha256).hexdigest()
+
+
+class Records:
+    """The records file, re-read when it is replaced or changed (inode, mtime or size)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int, int] | None = None
+        self._docs: dict[str, InstanceDocs] = {}
+        self._lock = threading.Lock()
+
+    def get(self, ip: str) -> InstanceDocs | None:
+        try:
+            stat = os.stat(self.path)
+            stamp: tuple[int, int, int] | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            stamp = None
+        with self._lock:
+            if stamp != self._stamp:
+                self._docs = self._read() if stamp is not None else {}
+                self._stamp = stamp
+            return self._docs.get(ip)
+
+    def _read(self) -> dict[str, InstanceDocs]:
+        try:
+            return parse_records(self.path.read_text())
+        except (OSError, ValueError) as exc:
+            # serve nobody rather than stale data: an address may have changed hands
+            print(f"metadata: ignoring {self.path}: {exc}", file=sys.stderr)
+            return {}
+
+
+class MetadataServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], records: Records, tokens: Tokens | None = None) -> None:
+        self.records = records
+        self.tokens = tokens or Tokens()
+        super().__init__(address, MetadataHandler)
+
+    def server_bind(self) -> None:
+        """Bind without HTTPServer's reverse DNS lookup of our own address (slow, and it would
+        send a query out of the router)."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+
+class MetadataHandler(BaseHTTPRequestHandler):
+    server: MetadataServer
+    protocol_version = "HTTP/1.1"
+    server_version = "EC2ws"
+    sys_version = ""
+    timeout = 10  # idle keep-alive connections go away
+
+    def do_GET(self) -> None:
+        self._get(send_body=True)
+
+    def do_HEAD(self) -> None:
+        self._get(send_body=False)
+
+    def do_PUT(self) -> None:
+        close = {"Connection": "close"}  # a request body, if any, stays unread
+        ttl = self.headers.get(TTL_HEADER, "")
+        if urlsplit(self.path).path != TOKEN_PATH:
+            self._reply(HTTPStatus.METHOD_NOT_ALLOWED, extra=close)
+        elif "X-Forwarded-For" in self.headers:  # as EC2: no tokens through proxies
+            self._reply(HTTPStatus.FORBIDDEN, extra=close)
+        elif not ttl.isdigit() or not 1 <= int(ttl) <= MAX_TTL:
+            self._reply(HTTPStatus.BAD_REQUEST, extra=close)
+        else:
+            token = self.server.tokens.issue(self.client_address[0], int(ttl))
+            self._reply(HTTPStatus.OK, token.encode(), extra={**close, TTL_HEADER: ttl})
+
+    def _get(self, send_body: bool) -> None:
+        path = urlsplit(self.path).path
+        token = self.headers.get(TOKEN_HEADER)
+        if path == TOKEN_PATH:
+            self._reply(HTTPStatus.METHOD_NOT_ALLOWED, send_body=send_body)
+        elif token is not None and not self.server.tokens.valid(self.client_address[0], token):
+            self._reply(HTTPStatus.UNAUTHORIZED, send_body=send_body)
+        else:
+            found = answer(self.server.records.get(self.client_address[0]), path)
+            if found is None:
+                self._reply(HTTPStatus.NOT_FOUND, send_body=send_body)
+            else:
+                self._reply(HTTPStatus.OK, found.body, found.content_type, send_body=send_body)
+
+    def _reply(
+        self, status: HTTPStatus, body: bytes | None = None, content_type: str = "text/plain",
+        *, extra: dict[str, str] | None = None, send_body: bool = True,
+    ) -> None:
+        if body is None:
+            body = status.phrase.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """No per-request log: guests must not be able to fill the router host's disk."""
+
+
+def _daemonize() -> None:
+    """Fork away from the caller (which exits 0 at once), in a session of its own, stdio on /dev/null."""
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    os.chdir("/")
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vrouter.metadata_server", description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=Path, required=True, help="JSON records file (private IP -> record)")
+    parser.add_argument("--listen", type=_listen, default=(METADATA_IP, METADATA_PORT), help="HOST:PORT")
+    parser.add_argument("--pid-file", type=Path, help="written once the server listens")
+    parser.add_argument("--daemon", action="store_true", help="fork into the background once listening")
+    args = parser.parse_args(argv)
+    try:
+        server = MetadataServer(args.listen, Records(args.records))
+    except OSError as exc:  # reported through our exit status before daemonizing
+        print(f"metadata: cannot listen on {args.listen[0]}:{args.listen[1]}: {exc}", file=sys.stderr)
+        return 1
+    if args.daemon:
+        _daemonize()
+    if args.pid_file:
+        tmp = args.pid_file.with_name(args.pid_file.name + ".tmp")
+        tmp.write_text(f"{os.getpid()}\n")
+        os.replace(tmp, args.pid_file)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
