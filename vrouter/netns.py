@@ -143,8 +143,9 @@ class NetnsRouter(RouterBackend):
             key = ns[len(NETNS_PREFIX):]
             if not ns.startswith(NETNS_PREFIX) or ns == self.public.netns or not KEY_RE.match(key):
                 continue
-            # a namespace without a run dir is ours only if it holds router links (an orphan)
-            if key in keys or _sh.link_exists(LAN_IF, ns) or _sh.link_exists(WAN_IF, ns):
+            # a namespace without a run dir is ours (an orphan) only if its WAN is on our public
+            # segment: routers of other clouds on this machine are never touched
+            if key in keys or self.public.holds(wan_veth(key)):
                 keys.add(key)
         return sorted(keys)
 

@@ -84,6 +84,13 @@ class PublicSegment:
         _sh.ip_batch([f"link set {veth} netns {self.netns}"])
         _sh.ip_batch([f"link set {veth} master {self.bridge} up"], self.netns)
 
+    def holds(self, veth: str) -> bool:
+        """True when ``veth`` is attached to this public segment (tells our routers from others')."""
+        if self.netns is not None:
+            return _sh.link_exists(veth, self.netns)
+        master = Path("/sys/class/net", veth, "master")
+        return master.exists() and master.resolve().name == self.bridge
+
     def detach(self, veth: str) -> None:
         """Delete a veth end attached with attach() (a missing one is fine)."""
         _sh.link_delete(veth, self.netns)
