@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from ivfarm.ec2 import handlers  # noqa: F401 - registers every action
 from ivfarm.ec2.auth import SIGV2_PARAMS, Principal, SignedRequest, authenticate
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("ivfarm.ec2.access")
 
 MAX_BODY = 2 * 1024 * 1024
+_PRINCIPAL = select(Farm.id, Farm.name, Farm.secret_key).where(
+    Farm.access_key == bindparam("key"), Farm.status == "active")
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 405: "Method Not Allowed",
             412: "Precondition Failed", 413: "Request Entity Too Large", 500: "Internal Server Error"}
@@ -38,24 +41,25 @@ class Ec2App:
         self.provisioner = provisioner
         self.region = str(cloud.config.get("ec2.region"))
         self.in_flight = 0
+        self._count_lock = threading.Lock()
 
     def lookup(self, access_key: str) -> Principal | None:
         """The active farm an access key belongs to."""
-        with self.cloud.store.read() as session:
-            row = session.execute(
-                select(Farm.id, Farm.name, Farm.secret_key).where(Farm.access_key == access_key, Farm.status == "active")
-            ).first()
+        with self.cloud.store.engine.connect() as conn:
+            row = conn.execute(_PRINCIPAL, {"key": access_key}).first()
         return Principal(row.id, row.name, row.secret_key) if row else None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
-        self.in_flight += 1
+        with self._count_lock:
+            self.in_flight += 1
         request_id = str(uuid.uuid4())
         info = {"action": "-", "farm": "-"}
         try:
             status, body = self._respond(environ, request_id, info)
         finally:
-            self.in_flight -= 1
+            with self._count_lock:
+                self.in_flight -= 1
         start_response(f"{status} {_REASONS.get(status, 'Error')}", [
             ("Content-Type", "text/xml;charset=UTF-8"), ("Content-Length", str(len(body))),
             ("x-amzn-RequestId", request_id),
@@ -75,7 +79,7 @@ class Ec2App:
             if error.status >= 500:
                 log.error("request %s (%s): %s", request_id, info["action"], exc)
             return error.status, render_error(error.code, error.message, request_id)
-        except Exception:  # noqa: BLE001 - the one place a surprise becomes an InternalError
+        except Exception:
             log.exception("request %s (%s) failed", request_id, info["action"])
             error = internal()
             return error.status, render_error(error.code, error.message, request_id)

@@ -53,7 +53,7 @@ Lookup = Callable[[str], "Principal | None"]
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _check_time(when: dt.datetime) -> None:
@@ -81,7 +81,7 @@ def verify_sigv4(request: SignedRequest, lookup: Lookup, region: str) -> Princip
         raise auth_failure()
     stamp = request.headers.get("x-amz-date", "")
     try:
-        when = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+        when = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
     except ValueError:
         raise auth_failure() from None
     if "x-amz-date" not in signed or parts[1] != stamp[:8]:
@@ -104,10 +104,10 @@ def verify_sigv4(request: SignedRequest, lookup: Lookup, region: str) -> Princip
 
 def _parse_v2_time(text: str) -> dt.datetime:
     try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        when = dt.datetime.fromisoformat(text)
     except ValueError:
         raise auth_failure() from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def verify_sigv2(request: SignedRequest, params: Mapping[str, str], lookup: Lookup) -> Principal:

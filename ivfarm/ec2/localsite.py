@@ -91,11 +91,11 @@ class LocalSite:
 
     def start(self, threads: int = 8, timeout: float = 30.0) -> str:
         """Start the server on a free loopback port; returns its endpoint URL."""
-        env = {k: v for k, v in os.environ.items() if k != "IVFARM_DATABASE"}
-        env["IVFARM_CONFIG"] = str(self.config_path)
+        env = {k: v for k, v in os.environ.items() if k not in ("IVFARM_DATABASE", "IVFARM_CONFIG")}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "ivfarm.ec2", "serve", "--listen", "127.0.0.1:0", "--threads", str(threads)],
+                [str(Path(sys.executable).with_name("ivfarm")), "--config", str(self.config_path), "ec2", "serve",
+                 "--listen", "127.0.0.1:0", "--threads", str(threads)],
                 stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -144,7 +144,7 @@ class QueryClient:
         self.credentials = Credentials(access_key, secret_key)
         parts = urlsplit(endpoint)
         self.host = parts.netloc
-        self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+        self._connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=120)
 
     def call(self, params: dict[str, str], sign: bool = True, version: str = "2016-11-15") -> tuple[int, bytes]:
         """POST ``params`` (Action included) signed with SigV4; returns status and body."""

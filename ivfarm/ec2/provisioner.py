@@ -6,6 +6,7 @@ same instance, so a VM terminated while it is being built is torn down once it e
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -30,7 +31,7 @@ class Provisioner:
         def run() -> None:
             try:
                 job()
-            except Exception:  # noqa: BLE001 - a failed job is logged; the store says what became of it
+            except Exception:
                 log.exception("%s of %s failed", what, instance_id)
 
         with self._lock:
@@ -50,19 +51,19 @@ class Provisioner:
     def provision(self, instance_ids: Iterable[str]) -> None:
         """Build and start pending instances in the background."""
         for instance_id in instance_ids:
-            self._submit(instance_id, lambda i=instance_id: provisioning.provision(self.cloud, i), "provisioning")
+            self._submit(instance_id, functools.partial(provisioning.provision, self.cloud, instance_id), "provisioning")
 
     def stop(self, instance_ids: Iterable[str], force: bool) -> None:
         """Shut down instances already marked stopping."""
         for instance_id in instance_ids:
-            prior = self._previous(instance_id)
-            self._submit(instance_id, lambda i=instance_id, p=prior: self._stop(i, p, force), "stop")
+            job = functools.partial(self._stop, instance_id, self._previous(instance_id), force)
+            self._submit(instance_id, job, "stop")
 
     def terminate(self, instance_ids: Iterable[str]) -> None:
         """Tear down instances already marked shutting-down."""
         for instance_id in instance_ids:
-            prior = self._previous(instance_id)
-            self._submit(instance_id, lambda i=instance_id, p=prior: self._terminate(i, p), "termination")
+            job = functools.partial(self._terminate, instance_id, self._previous(instance_id))
+            self._submit(instance_id, job, "termination")
 
     @staticmethod
     def _after(prior: Future[None] | None) -> None:

@@ -71,7 +71,7 @@ def public_ips(session: Session, farm_id: int) -> dict[str, str]:
     """``{instance id: elastic IP}`` for the farm's associated addresses."""
     query = select(Address.instance_id, Address.public_ip).where(
         Address.farm_id == farm_id, Address.role == "elastic", Address.instance_id.is_not(None))
-    return {instance_id: ip for instance_id, ip in session.execute(query)}
+    return {str(instance_id): ip for instance_id, ip in session.execute(query)}
 
 
 def boot_images(session: Session, image_ids: Collection[str]) -> dict[str, tuple[str | None, str | None]]:

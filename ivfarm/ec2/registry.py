@@ -1,13 +1,13 @@
 """Action name -> handler. Handler modules register themselves with ``@action("Name")``."""
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from ivfarm.ec2.context import RequestContext
 from ivfarm.ec2.params import Params
 
-Handler = Callable[[RequestContext, Params], Mapping[str, Any]]
+Handler = Callable[[RequestContext, Params], dict[str, Any]]
 ACTIONS: dict[str, Handler] = {}
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
 from typing import Any
 
 NAMESPACE = "http://ec2.amazonaws.com/doc/2016-11-15/"
@@ -17,15 +16,19 @@ _DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
 # Characters XML 1.0 cannot carry; client input echoed in a message may contain them.
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
-Tree = Mapping[str, Any]
+Tree = dict[str, Any]
 
 
 def timestamp(value: dt.datetime) -> str:
     """EC2's time format: ``2024-01-02T03:04:05.000Z``."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    value = value.astimezone(dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
+    value = value.astimezone(dt.UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _clean(text: str) -> str:
+    return _ILLEGAL.sub("\ufffd", text) if _ILLEGAL.search(text) else text
 
 
 def _text(value: Any) -> str:
@@ -33,8 +36,7 @@ def _text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, dt.datetime):
         return timestamp(value)
-    text = value if isinstance(value, str) else str(value)
-    return _ILLEGAL.sub("\ufffd", text) if _ILLEGAL.search(text) else text
+    return _clean(value if isinstance(value, str) else str(value))
 
 
 def _fill(parent: ET.Element, tree: Tree) -> None:
@@ -43,12 +45,15 @@ def _fill(parent: ET.Element, tree: Tree) -> None:
         if value is None:
             continue
         child = sub(parent, name)
-        if isinstance(value, Mapping):
+        kind = type(value)
+        if kind is str:
+            child.text = _clean(value)
+        elif kind is dict:
             _fill(child, value)
-        elif isinstance(value, list):
+        elif kind is list:
             for entry in value:
                 item = sub(child, "item")
-                if isinstance(entry, Mapping):
+                if type(entry) is dict:
                     _fill(item, entry)
                 else:
                     item.text = _text(entry)
@@ -61,7 +66,7 @@ def render(action: str, tree: Tree, request_id: str) -> bytes:
     root = ET.Element(f"{action}Response", xmlns=NAMESPACE)
     ET.SubElement(root, "requestId").text = request_id
     _fill(root, tree)
-    return _DECLARATION + ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    return _DECLARATION + ET.tostring(root, encoding="unicode").encode("utf-8")
 
 
 def render_error(code: str, message: str, request_id: str) -> bytes:
@@ -71,4 +76,4 @@ def render_error(code: str, message: str, request_id: str) -> bytes:
     ET.SubElement(error, "Code").text = _text(code)
     ET.SubElement(error, "Message").text = _text(message)
     ET.SubElement(root, "RequestID").text = request_id
-    return _DECLARATION + ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    return _DECLARATION + ET.tostring(root, encoding="unicode").encode("utf-8")

@@ -43,7 +43,11 @@ def serve(cloud: Cloud, listen: str, threads: int = 8) -> None:
     host, port = parse_listen(listen)
     provisioner = Provisioner(cloud, int(cloud.config.get("ec2.provision_workers")))
     app = Ec2App(cloud, provisioner)
-    server = create_server(app, host=host, port=port, threads=threads, ident="ivfarm", expose_tracebacks=False)
+    try:
+        server = create_server(app, host=host, port=port, threads=threads, ident="ivfarm", expose_tracebacks=False)
+    except OSError as exc:
+        provisioner.shutdown()
+        raise ConfigError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     channels = server._map  # waitress's socket map: the listener, its trigger and client connections

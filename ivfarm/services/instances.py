@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,8 @@ from ivfarm.services.cloud import Cloud
 from ivfarm.services.hosts import capacities
 from ivfarm.services.images import find_image
 from ivfarm.services.scheduler import Request
-from ivfarm.store.models import HOST_CLASSES, Farm, Flavor, Host, Image, Instance, utcnow
+from ivfarm.services.tags import add_tags
+from ivfarm.store.models import HOST_CLASSES, Flavor, Host, Image, Instance, utcnow
 
 DOMAIN_PREFIX = "ivfarm-"
 GIB = 1024**3
@@ -150,6 +150,8 @@ def launch(cloud: Cloud, request: LaunchRequest) -> list[Instance]:
             session.add(instance)
             instances.append(instance)
         session.flush()
+        if request.tags and farm is not None:
+            add_tags(session, farm.id, {i.id: "instance" for i in instances}, request.tags)
         return instances
 
 
@@ -233,19 +235,3 @@ def console_output(cloud: Cloud, instance_id: str, farm_id: int | None = None, l
     if uri is None:
         return b""
     return cloud.consoles.read(uri, f"{instance_id}.log")[-limit:]
-
-
-def purge_terminated(cloud: Cloud, older_than: dt.timedelta) -> int:
-    """Forget terminated instances older than ``older_than``; returns how many."""
-    cutoff = utcnow() - older_than
-    with cloud.store.write() as session:
-        old = list(session.scalars(select(Instance).where(
-            Instance.state == "terminated", Instance.terminated_at < cutoff)))
-        for instance in old:
-            session.delete(instance)
-        return len(old)
-
-
-def farm_of(session: Session, instance: Instance) -> Farm | None:
-    """The instance's farm, if it belongs to one."""
-    return session.get(Farm, instance.farm_id) if instance.farm_id is not None else None

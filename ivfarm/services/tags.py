@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.orm import Session
 
 from ivfarm import ids
@@ -64,6 +65,7 @@ def validate_key(key: str) -> None:
 
 def _existing(session: Session, farm_id: int, kind: str, wanted: list[str],
               terminated_after: dt.datetime | None) -> set[str]:
+    query: Select[Any]
     if kind == "instance":
         query = select(Instance.id).where(Instance.farm_id == farm_id, Instance.id.in_(wanted))
         if terminated_after is not None:

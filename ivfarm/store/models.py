@@ -117,7 +117,8 @@ class Farm(Base):
 
 class Instance(Base):
     __tablename__ = "instances"
-    __table_args__ = (UniqueConstraint("farm_id", "client_token"),)
+    # one RunInstances call (its ClientToken) makes instances 0..N-1 of one reservation, once
+    __table_args__ = (UniqueConstraint("farm_id", "client_token", "launch_index"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(128))

@@ -7,7 +7,6 @@ from unittest import mock
 from urllib.parse import urlencode
 
 import pytest
-
 from botocore.auth import SigV2Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -27,7 +26,7 @@ def lookup(access_key: str) -> Principal | None:
 def v4(body: bytes = BODY, when: dt.datetime | None = None, **headers: str) -> SignedRequest:
     request = AWSRequest(method="POST", url=URL, data=body,
                          headers={"Content-Type": "application/x-www-form-urlencoded", **headers})
-    now = when or dt.datetime.now(dt.timezone.utc)
+    now = when or dt.datetime.now(dt.UTC)
     with mock.patch("botocore.auth.get_current_datetime", return_value=now):
         SigV4Auth(Credentials(ACCESS, SECRET), "ec2", REGION).add_auth(request)
     sent = {k.lower(): v for k, v in request.headers.items()}
@@ -38,7 +37,7 @@ def v4(body: bytes = BODY, when: dt.datetime | None = None, **headers: str) -> S
 def v2(**changes: str) -> tuple[SignedRequest, dict[str, str]]:
     params = {"Action": "DescribeInstances", "AWSAccessKeyId": ACCESS, "SignatureVersion": "2",
               "SignatureMethod": "HmacSHA256",
-              "Timestamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")}
+              "Timestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")}
     params.update(changes)
     _, params["Signature"] = SigV2Auth(Credentials(ACCESS, SECRET)).calc_signature(AWSRequest("POST", URL), params)
     return SignedRequest("POST", "ec2.example:8773", "/", "", {"host": "ec2.example:8773"}, b""), params
@@ -59,8 +58,8 @@ def test_sigv4_refusals() -> None:
     fails(SignedRequest("POST", good.host, "/", "", good.headers, BODY + b"&x=1"))
     fails(SignedRequest("POST", good.host, "/other", "", good.headers, BODY))
     fails(SignedRequest("POST", good.host, "/", "", {**good.headers, "host": "evil:1"}, BODY))
-    fails(v4(when=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=16)))
-    authenticate(v4(when=dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=14)), {}, lookup, REGION)
+    fails(v4(when=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=16)))
+    authenticate(v4(when=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=14)), {}, lookup, REGION)
     wrong_scope = dict(good.headers)
     wrong_scope["authorization"] = wrong_scope["authorization"].replace(f"/{REGION}/", "/us-east-1/")
     fails(SignedRequest("POST", good.host, "/", "", wrong_scope, BODY))
@@ -80,7 +79,7 @@ def test_declared_payload_hash_must_be_the_body_hash() -> None:
 def test_sigv2_accepted_with_timestamp_or_expires() -> None:
     request, params = v2()
     assert authenticate(request, params, lookup, REGION).farm_name == "alpha"
-    later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     request, params = v2()
     del params["Timestamp"]
     params["Expires"] = later

@@ -10,7 +10,7 @@ NS = {"ec2": NAMESPACE}
 
 
 def test_response_tree_to_ec2_xml() -> None:
-    when = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC)
     body = render("DescribeThings", {
         "thingSet": [{"thingId": "t-1", "ok": True, "count": 3, "when": when, "gone": None,
                       "tagSet": [{"key": "k", "value": "<&>"}], "empty": {}}, ],

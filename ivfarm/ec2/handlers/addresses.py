@@ -13,15 +13,20 @@ from ivfarm import ids
 from ivfarm.ec2.context import RequestContext
 from ivfarm.ec2.errors import Ec2Error, combination, echo, malformed, missing, not_found
 from ivfarm.ec2.filters import parse_filters
-from ivfarm.ec2.handlers.common import id_list, tag_specifications, visible_seconds
+from ivfarm.ec2.handlers.common import (
+    farm_row,
+    id_list,
+    tag_specifications,
+    visible_seconds,
+)
 from ivfarm.ec2.params import Params
 from ivfarm.ec2.queries import require_instances, tags_of
 from ivfarm.ec2.registry import action
 from ivfarm.ec2.views.common import ec2_state
 from ivfarm.ec2.views.resources import address_item
-from ivfarm.services import elastic_ips, quotas, tags as tag_service
-from ivfarm.store.models import Address, Farm, Instance
-
+from ivfarm.services import elastic_ips, quotas
+from ivfarm.services import tags as tag_service
+from ivfarm.store.models import Address, Instance
 
 
 class Candidate(NamedTuple):
@@ -76,7 +81,7 @@ def allocate_address(ctx: RequestContext, p: Params) -> dict[str, Any]:
     tags = tag_specifications(p, "elastic-ip")
     p.done()
     with ctx.cloud.store.read() as session:
-        quotas.check_address(session, session.get(Farm, ctx.farm_id))
+        quotas.check_address(session, farm_row(session, ctx))
     ctx.proceed()
     address = elastic_ips.allocate(ctx.cloud, ctx.farm_id)
     if tags:
@@ -94,11 +99,12 @@ def describe_addresses(ctx: RequestContext, p: Params) -> dict[str, Any]:
     filters = parse_filters(p, ADDRESS_FILTERS)
     p.done()
     with ctx.cloud.store.read() as session:
-        farm = session.get(Farm, ctx.farm_id)
-        addresses = elastic_ips.farm_addresses(session, farm)
+        addresses = elastic_ips.farm_addresses(session, farm_row(session, ctx))
         bound = [a.instance_id for a in addresses if a.instance_id]
-        rows = session.execute(select(Instance.id, Instance.ip).where(Instance.id.in_(bound))) if bound else []
-        private = {row.id: row.ip for row in rows}
+        private: dict[str, str | None] = {}
+        if bound:
+            private = {row.id: row.ip for row in session.execute(
+                select(Instance.id, Instance.ip).where(Instance.id.in_(bound)))}
         tags = tags_of(session, ctx.farm_id, "elastic-ip")
     known_ips = {a.public_ip for a in addresses}
     known_allocations = {a.allocation_id for a in addresses}

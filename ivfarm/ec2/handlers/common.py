@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy.orm import Session
+
 from ivfarm.ec2.context import RequestContext
-from ivfarm.ec2.errors import Ec2Error, echo, missing
+from ivfarm.ec2.errors import Ec2Error, auth_failure, echo, missing
 from ivfarm.ec2.params import Params
 from ivfarm.errors import InvalidInput
 from ivfarm.services import tags as tag_service
-from ivfarm.store.models import utcnow
+from ivfarm.store.models import Farm, utcnow
 
 
 def read_tags(params: Params, name: str = "Tag", values: bool = True) -> dict[str, str]:
@@ -51,6 +53,14 @@ def id_list(params: Params, name: str, required: bool = False) -> list[str]:
     if required and not values:
         raise missing(f"{name}.1")
     return values
+
+
+def farm_row(session: Session, ctx: RequestContext) -> Farm:
+    """The caller's farm (deleted since the request was authenticated: AuthFailure)."""
+    farm = session.get(Farm, ctx.farm_id)
+    if farm is None:
+        raise auth_failure()
+    return farm
 
 
 def terminated_after(ctx: RequestContext) -> dt.datetime:

@@ -12,7 +12,12 @@ from ivfarm.ec2.filters import parse_filters
 from ivfarm.ec2.params import Params
 from ivfarm.ec2.queries import tags_of
 from ivfarm.ec2.registry import action
-from ivfarm.ec2.views.catalog import SITE_OWNER_ALIAS, SITE_OWNER_ID, image_item, instance_type_item
+from ivfarm.ec2.views.catalog import (
+    SITE_OWNER_ALIAS,
+    SITE_OWNER_ID,
+    image_item,
+    instance_type_item,
+)
 from ivfarm.services.flavors import list_flavors
 from ivfarm.services.images import list_images
 

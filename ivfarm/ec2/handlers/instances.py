@@ -16,12 +16,19 @@ from ivfarm.ec2.errors import Ec2Error, echo, invalid_value, malformed
 from ivfarm.ec2.filters import parse_filters
 from ivfarm.ec2.handlers.common import id_list, tag_specifications, visible_seconds
 from ivfarm.ec2.params import Params
-from ivfarm.ec2.queries import boot_images, check_ids, public_ips, require_instances, tags_of, visible_instances
+from ivfarm.ec2.queries import (
+    boot_images,
+    check_ids,
+    public_ips,
+    require_instances,
+    tags_of,
+    visible_instances,
+)
 from ivfarm.ec2.registry import action
 from ivfarm.ec2.views.common import STATE_CODES, ec2_state
 from ivfarm.ec2.views.instances import Related, reservation, reservations, status_item
 from ivfarm.errors import NotFound, PoolExhausted
-from ivfarm.services import instances, tags as tag_service
+from ivfarm.services import instances
 from ivfarm.store.models import Instance, KeyPair
 
 MAX_BATCH = 1000
@@ -117,18 +124,17 @@ def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
     )
 
 
-def _check_references(ctx: RequestContext, request: instances.LaunchRequest) -> list[Instance]:
-    """Check the key pair; return the instances an earlier call with this ClientToken made."""
-    if request.key_name is None and not request.client_token:
-        return []
+def _check_references(ctx: RequestContext, request: instances.LaunchRequest) -> tuple[list[Instance], Related]:
+    """Check the key pair; find what an earlier call with this ClientToken made; the image's kernel and ramdisk."""
     with ctx.cloud.store.read() as session:
         if request.key_name is not None and session.scalar(select(KeyPair.id).where(
                 KeyPair.farm_id == ctx.farm_id, KeyPair.name == request.key_name)) is None:
             raise Ec2Error("InvalidKeyPair.NotFound", f"The key pair '{echo(request.key_name)}' does not exist")
-        if not request.client_token:
-            return []
-        return list(session.scalars(select(Instance).where(
-            Instance.farm_id == ctx.farm_id, Instance.client_token == request.client_token).order_by(Instance.launch_index)))
+        earlier = list(session.scalars(select(Instance).where(
+            Instance.farm_id == ctx.farm_id, Instance.client_token == request.client_token
+        ).order_by(Instance.launch_index))) if request.client_token else []
+        boot = boot_images(session, {request.image})
+    return earlier, Related(ctx.zone_for, {}, {}, boot)
 
 
 def _launch(ctx: RequestContext, request: instances.LaunchRequest) -> list[Instance]:
@@ -143,14 +149,14 @@ def _launch(ctx: RequestContext, request: instances.LaunchRequest) -> list[Insta
     except IntegrityError:
         if not request.client_token:
             raise
-        return _check_references(ctx, request)  # a concurrent call with the same ClientToken won
+        return _check_references(ctx, request)[0]  # a concurrent call with the same ClientToken won
 
 
 @action("RunInstances")
 def run_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
     """Reserve, place and record instances as pending; the provisioner builds them afterwards."""
     request = _launch_request(ctx, p)
-    earlier = _check_references(ctx, request)
+    earlier, related = _check_references(ctx, request)
     if earlier and (earlier[0].image_id != request.image or earlier[0].flavor_name != request.flavor):
         raise Ec2Error("IdempotentParameterMismatch",
                        "The client token was already used for a request with different parameters.")
@@ -160,13 +166,9 @@ def run_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
     if earlier:
         rows, related = _load(ctx, instance_ids)
         return reservation(rows[0].reservation_id, rows, related, ctx.owner_id)
-    if request.tags:
-        with ctx.cloud.store.write() as session:
-            tag_service.add_tags(session, ctx.farm_id, {i: "instance" for i in instance_ids}, request.tags)
+    if request.tags:  # stored by launch() in the same transaction as the instances
+        related.tags = {i: request.tags for i in instance_ids}
     ctx.provisioner.provision(instance_ids)
-    with ctx.cloud.store.read() as session:
-        boot = boot_images(session, {request.image})
-    related = Related(ctx.zone_for, {i: request.tags for i in instance_ids}, {}, boot)
     return reservation(launched[0].reservation_id, launched, related, ctx.owner_id)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from ivfarm import ids
 from ivfarm.ec2.context import RequestContext
 from ivfarm.ec2.errors import Ec2Error, from_ivfarm, malformed
-from ivfarm.ec2.handlers.common import id_list, visible_seconds
+from ivfarm.ec2.handlers.common import farm_row, id_list, visible_seconds
 from ivfarm.ec2.params import Params
 from ivfarm.ec2.queries import require_instances
 from ivfarm.ec2.registry import action
@@ -20,7 +20,7 @@ from ivfarm.ec2.views.common import ec2_state
 from ivfarm.ec2.views.instances import state_change
 from ivfarm.errors import QuotaExceeded
 from ivfarm.services import instances, provisioning, quotas
-from ivfarm.store.models import Farm, utcnow
+from ivfarm.store.models import utcnow
 
 
 def _rows(ctx: RequestContext, instance_ids: Sequence[str]) -> list[Any]:
@@ -42,7 +42,7 @@ def _check_start_quota(ctx: RequestContext, to_start: Sequence[Any]) -> None:
     if not to_start:
         return
     with ctx.cloud.store.read() as session:
-        used, limit = quotas.usage(session, ctx.farm_id), quotas.limits(session.get(Farm, ctx.farm_id))
+        used, limit = quotas.usage(session, ctx.farm_id), quotas.limits(farm_row(session, ctx))
     wanted = {"instances": len(to_start), "vcpus": sum(r.vcpus for r in to_start),
               "memory_mb": sum(r.memory_mb for r in to_start)}
     for resource, amount in wanted.items():

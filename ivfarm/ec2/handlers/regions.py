@@ -8,6 +8,7 @@ from sqlalchemy import select
 from ivfarm.ec2.context import RequestContext
 from ivfarm.ec2.errors import Ec2Error, echo
 from ivfarm.ec2.filters import parse_filters
+from ivfarm.ec2.handlers.common import farm_row
 from ivfarm.ec2.params import Params
 from ivfarm.ec2.registry import action
 from ivfarm.ec2.views.catalog import attribute_item, region_item, zone_item
@@ -88,8 +89,7 @@ def describe_account_attributes(ctx: RequestContext, p: Params) -> dict[str, Any
     names = p.strings("AttributeName", max_length=128)
     p.done()
     with ctx.cloud.store.read() as session:
-        farm = session.get(Farm, ctx.farm_id)
-        attributes = _attributes(farm)
+        attributes = _attributes(farm_row(session, ctx))
     for name in names:
         if name not in attributes:
             raise Ec2Error("InvalidParameterValue", f"Value ({echo(name)}) for parameter AttributeName is invalid")

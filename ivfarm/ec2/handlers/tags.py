@@ -9,7 +9,12 @@ from ivfarm.ec2 import pagination
 from ivfarm.ec2.context import RequestContext
 from ivfarm.ec2.errors import Ec2Error, malformed, missing
 from ivfarm.ec2.filters import parse_filters
-from ivfarm.ec2.handlers.common import checked_tags, id_list, read_tags, terminated_after
+from ivfarm.ec2.handlers.common import (
+    checked_tags,
+    id_list,
+    read_tags,
+    terminated_after,
+)
 from ivfarm.ec2.params import Params
 from ivfarm.ec2.registry import action
 from ivfarm.ec2.views.resources import tag_item

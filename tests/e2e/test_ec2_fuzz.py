@@ -1,0 +1,174 @@
+"""Property: malformed requests to any action get a 4xx EC2 error, never a 5xx, and change nothing.
+
+Each example is one action with a random mix of sensible and junk values (random text, huge and
+negative numbers, ids of every shape, bad base64, unknown filters), made certainly unacceptable by
+one of: DryRun=true (a request that would pass answers DryRunOperation), a poisoned parameter
+(an always-invalid value for that action), or an unknown parameter. Unknown and missing actions too.
+"""
+from __future__ import annotations
+
+import base64
+import re
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ivfarm import ids
+from ivfarm.ec2.localsite import QueryClient
+from tests.e2e.test_ec2_support import start_site
+
+FAST = {"Delay": 1, "MaxAttempts": 60}
+_REQUEST_ID = re.compile(rb"<requestId>[^<]*</requestId>")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A farm with a running and a stopped instance, a key pair, tags and an associated elastic IP."""
+    site = start_site(tmp_path_factory.mktemp("fuzz"),
+                      quotas={"instances": 5, "vcpus": 10, "memory_mb": 8192, "disk_gb": 100, "addresses": 1})
+    alpha = site.client("alpha")
+    alpha.create_key_pair(KeyName="fixed-key")
+    running, stopped = (alpha.run_instances(ImageId=site.ami, MinCount=1, MaxCount=1, ClientToken=f"tok-{n}",
+                                            KeyName="fixed-key")["Instances"][0]["InstanceId"] for n in (1, 2))
+    alpha.get_waiter("instance_running").wait(InstanceIds=[running, stopped], WaiterConfig=FAST)
+    alpha.stop_instances(InstanceIds=[stopped])
+    alpha.get_waiter("instance_stopped").wait(InstanceIds=[stopped], WaiterConfig=FAST)
+    (address,) = alpha.describe_addresses()["Addresses"]
+    association = alpha.associate_address(AllocationId=address["AllocationId"], InstanceId=running)["AssociationId"]
+    key_id = alpha.describe_key_pairs()["KeyPairs"][0]["KeyPairId"]
+    alpha.create_tags(Resources=[running, key_id], Tags=[{"Key": "role", "Value": "fixed"}])
+    facts = {"running": running, "stopped": stopped, "key_id": key_id, "allocation": address["AllocationId"],
+             "public_ip": address["PublicIp"], "association": association, "ami": site.ami}
+    yield site, site.raw("alpha"), facts
+    site.site.close()
+
+
+def snapshot(client: QueryClient) -> list[bytes]:
+    """What the farm's users can see of its instances, keys, addresses and tags."""
+    answers = []
+    for action in ("DescribeInstances", "DescribeKeyPairs", "DescribeAddresses", "DescribeTags", "DescribeImages"):
+        status, body = client.call({"Action": action})
+        assert status == 200
+        answers.append(_REQUEST_ID.sub(b"", body))
+    return answers
+
+
+def junk() -> st.SearchStrategy[str]:
+    text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+    return st.one_of(
+        text, st.just(""), st.integers(-(2**70), 2**70).map(str), st.just("x" * 70000),
+        st.sampled_from(["true", "false", "TRUE", "maybe", "ami-zz", "i-zz", "i-", "key-", "eipalloc-1",
+                         "ami-12345678", "i-0123456789abcdef0", "!!!", "a==", "m1.tiny", "ivfarm-1-worker"]),
+        st.builds(lambda k: ids.new_id(k), st.sampled_from(["instance", "image", "keypair", "allocation",
+                                                            "association"])),
+    )
+
+
+def values(facts: dict[str, str], *names: str) -> st.SearchStrategy[str]:
+    """Sensible values (the farm's real ids, names) or junk."""
+    return st.one_of(st.sampled_from([facts[n] for n in names]), junk()) if names else junk()
+
+
+# action -> {parameter: fact names its sensible values come from}, and always-invalid poisons
+SPEC: dict[str, tuple[dict[str, tuple[str, ...]], list[dict[str, str]]]] = {
+    "DescribeRegions": ({"RegionName.1": (), "AllRegions": ()}, [{"RegionName.1": "mars-1"}]),
+    "DescribeAvailabilityZones": ({"ZoneName.1": (), "ZoneId.1": ()}, [{"ZoneName.1": "nowhere-1a"}]),
+    "DescribeAccountAttributes": ({"AttributeName.1": ()}, [{"AttributeName.1": "max-unicorns"}]),
+    "DescribeImages": ({"ImageId.1": ("ami",), "Owner.1": (), "ExecutableBy.1": (), "MaxResults": (),
+                        "NextToken": ()}, [{"ImageId.1": "ami-zz"}, {"Owner.1": "someone"}, {"MaxResults": "0"}]),
+    "DescribeInstanceTypes": ({"InstanceType.1": (), "MaxResults": (), "NextToken": ()},
+                              [{"InstanceType.1": "z9.mega"}, {"MaxResults": "4"}]),
+    "RunInstances": ({"ImageId": ("ami",), "InstanceType": (), "MinCount": (), "MaxCount": (), "KeyName": (),
+                      "UserData": (), "ClientToken": (), "Placement.AvailabilityZone": (),
+                      "TagSpecification.1.ResourceType": (), "TagSpecification.1.Tag.1.Key": (),
+                      "TagSpecification.1.Tag.1.Value": ()},
+                     [{"MinCount": "-1"}, {"MaxCount": "0"}, {"ImageId": "ami-zz"}, {"UserData": "***"},
+                      {"KeyName": "no-such-key"}, {"Placement.AvailabilityZone": "nowhere-1a"},
+                      {"TagSpecification.1.ResourceType": "volume"}]),
+    "DescribeInstances": ({"InstanceId.1": ("running", "stopped"), "InstanceId.2": ("running",),
+                           "MaxResults": (), "NextToken": ()},
+                          [{"InstanceId.2": "i-zz"}, {"MaxResults": "2000"}, {"NextToken": "@@"}]),
+    "DescribeInstanceStatus": ({"InstanceId.1": ("running",), "IncludeAllInstances": (), "MaxResults": ()},
+                               [{"InstanceId.1": "i-zz"}, {"MaxResults": "-5"}]),
+    "DescribeInstanceAttribute": ({"InstanceId": ("running",), "Attribute": ()},
+                                  [{"Attribute": "colour"}, {"InstanceId": "i-zz"}]),
+    "StartInstances": ({"InstanceId.1": ("stopped", "running"), "InstanceId.2": ("stopped",)},
+                       [{"InstanceId.2": "i-zz"}, {"InstanceId.3": "i-0123456789abcdef0"}]),
+    "StopInstances": ({"InstanceId.1": ("running",), "InstanceId.2": ("stopped",), "Force": ()},
+                      [{"InstanceId.2": "i-zz"}, {"InstanceId.3": "i-0123456789abcdef0"}, {"Hibernate": "true"}]),
+    "RebootInstances": ({"InstanceId.1": ("running",)},
+                        [{"InstanceId.2": "i-zz"}, {"InstanceId.2": "i-0123456789abcdef0"}]),
+    "TerminateInstances": ({"InstanceId.1": ("running", "stopped"), "InstanceId.2": ("stopped",)},
+                           [{"InstanceId.3": "i-zz"}, {"InstanceId.3": "i-0123456789abcdef0"}]),
+    "GetConsoleOutput": ({"InstanceId": ("running",), "Latest": ()}, [{"InstanceId": "i-zz"}]),
+    "CreateKeyPair": ({"KeyName": (), "KeyType": (), "KeyFormat": ()},
+                      [{"KeyName": "fixed-key"}, {"KeyType": "dsa"}, {"KeyName": "\u00e9t\u00e9"}]),
+    "ImportKeyPair": ({"KeyName": (), "PublicKeyMaterial": ()},
+                      [{"PublicKeyMaterial": "!!!"},
+                       {"PublicKeyMaterial": base64.b64encode(b"ssh-rsa AAAAgarbage").decode()}]),
+    "DescribeKeyPairs": ({"KeyName.1": (), "KeyPairId.1": ("key_id",), "IncludePublicKey": ()},
+                         [{"KeyPairId.1": "key-zz"}, {"KeyName.2": "absent-key"}]),
+    "DeleteKeyPair": ({"KeyName": (), "KeyPairId": ("key_id",)},
+                      [{"KeyPairId": "key-zz"}, {"KeyPairId": "key-0123456789abcdef0"}]),
+    "AllocateAddress": ({"Domain": ()}, [{"Domain": "galaxy"}]),
+    "DescribeAddresses": ({"PublicIp.1": ("public_ip",), "AllocationId.1": ("allocation",)},
+                          [{"PublicIp.2": "not-an-ip"}, {"AllocationId.2": "eipalloc-zz"}]),
+    "AssociateAddress": ({"InstanceId": ("running", "stopped"), "AllocationId": ("allocation",),
+                          "PublicIp": ("public_ip",), "AllowReassociation": ()},
+                         [{"InstanceId": "i-zz"}, {"AllocationId": "eipalloc-zz"}, {"PublicIp": "999.1.1.1"}]),
+    "DisassociateAddress": ({"AssociationId": ("association",), "PublicIp": ("public_ip",)},
+                            [{"AssociationId": "eipassoc-zz"}, {"PublicIp": "x.y"}]),
+    "ReleaseAddress": ({"AllocationId": ("allocation",), "PublicIp": ("public_ip",)},
+                       [{"AllocationId": "eipalloc-zz"}, {"PublicIp": "x.y"}]),
+    "CreateTags": ({"ResourceId.1": ("running", "key_id", "allocation"), "Tag.1.Key": (), "Tag.1.Value": ()},
+                   [{"Tag.1.Key": "aws:owner"}, {"ResourceId.2": "vol-0123456789abcdef0"}, {"Tag.2.Key": "k" * 129},
+                    {"ResourceId.2": "i-zz"}]),
+    "DeleteTags": ({"ResourceId.1": ("running", "key_id"), "Tag.1.Key": (), "Tag.1.Value": ()},
+                   [{"ResourceId.2": "vol-0123456789abcdef0"}, {"ResourceId.2": "i-0123456789abcdef0"}]),
+    "DescribeTags": ({"MaxResults": (), "NextToken": ()}, [{"MaxResults": "1"}, {"NextToken": "@@"}]),
+}
+FILTERED = {"DescribeRegions", "DescribeAvailabilityZones", "DescribeImages", "DescribeInstanceTypes",
+            "DescribeInstances", "DescribeInstanceStatus", "DescribeKeyPairs", "DescribeAddresses", "DescribeTags"}
+
+
+@st.composite
+def requests(draw: st.DrawFn, facts: dict[str, str]) -> dict[str, str]:
+    action = draw(st.sampled_from(sorted(SPEC) + ["LaunchRocket", ""]))
+    if action not in SPEC:
+        return {"Action": action} if action else {}
+    accepted, poisons = SPEC[action]
+    params = {"Action": action}
+    for name, sources in accepted.items():
+        if draw(st.booleans()):
+            params[name] = draw(values(facts, *sources))
+    if action in FILTERED and draw(st.booleans()):
+        params["Filter.1.Name"] = draw(st.sampled_from(["instance-id", "tag:role", "key-name", "bogus", "name"]))
+        params["Filter.1.Value.1"] = draw(junk())
+    mode = draw(st.sampled_from(["dry-run", "poison", "unknown"]))
+    if mode == "dry-run":
+        params["DryRun"] = "true"
+    elif mode == "poison":
+        params.update(draw(st.sampled_from(poisons)))
+    else:
+        params[draw(st.sampled_from(["Bogus", "InstanceIds.1", "Filter.x.Name", "dryrun"]))] = "1"
+    return params
+
+
+def test_malformed_requests_get_4xx_and_change_nothing(world: Any) -> None:
+    _, client, facts = world
+    before = snapshot(client)
+
+    @settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(params=requests(facts))
+    def check(params: dict[str, str]) -> None:
+        status, body = client.call(params)
+        assert 400 <= status < 500, (params, status, body[:500])
+        root = ET.fromstring(body)
+        assert root.tag == "Response" and root.findtext("Errors/Error/Code"), body[:500]
+        assert root.findtext("RequestID")
+        assert snapshot(client) == before, params
+
+    check()
