@@ -34,8 +34,30 @@ DEFAULTS: dict[str, Any] = {
     },
     "scheduler": {"worker_policy": "pack", "service_policy": "stripe"},
     "storage": {
-        "worker": {"backend": "qcow2"},
-        "service": {"backend": "qcow2"},
+        # qcow2: overlays on the host's cached image (the repository's when the host has no ssh_target);
+        # lvm: logical volumes of a volume group, the image copied from the host's cache.
+        "worker": {"backend": "qcow2", "lvm": {"volume_group": "ivfarm", "devices": []}},
+        # qcow2: local overlays (single host); gluster: overlays on a GlusterFS volume every service
+        # host mounts (netfs pool, fuse), base images copied onto it once: live migration, failover.
+        "service": {
+            "backend": "qcow2",
+            "gluster": {"volume": "ivfarm", "hosts": [], "mount": "/var/lib/ivfarm/gluster"},
+        },
+    },
+    # Per-host image cache for workers, filled in waves over SSH (rsync) by `ivfarm image sync`.
+    "image_cache": {
+        "dir": "/var/lib/ivfarm/cache",  # default for hosts registered without --cache-dir
+        "fanout": 1,  # transfers each host with a copy serves per round
+        "attempts": 3,  # sources tried per host before it is reported failed
+        "ssh_key": None,  # private key, at the same path on the controller and on the hosts
+        "ssh_options": ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new", "-o", "ConnectTimeout=10"],
+        "bwlimit_kbps": 0,  # rsync --bwlimit per transfer; 0: unlimited
+    },
+    "hosts": {
+        "failure_grace_s": 120,  # how long a host may stay unreachable before its VMs are recovered
+        "fence_command": None,  # shell command with {name} and {uri}; exit 0 = powered off. None: never fence
+        "fence_timeout_s": 120,
+        "worker_failure_policy": "leave",  # recreate | leave: what happens to a failed host's worker VMs
     },
     "network": {
         "farm_pool": "10.64.0.0/12",

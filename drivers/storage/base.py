@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -29,11 +30,25 @@ class Disk:
     network_hosts: tuple[str, ...] = ()
 
 
+def disk_names(instance_id: str) -> tuple[str, str]:
+    """The names of an instance's root and ephemeral disks, the same on every backend and host."""
+    return f"{instance_id}-root.qcow2", f"{instance_id}-ephemeral.qcow2"
+
+
+# Brings an image into a host's local cache; returns it with ``path`` where that host reads it.
+ImageCache = Callable[[str, BaseImage], BaseImage]
+
+
 class Storage(abc.ABC):
-    """Creates and removes an instance's disks on a host."""
+    """Creates, moves and removes an instance's disks on a host."""
 
     name: str = "abstract"
     shared: bool = False  # True when every host of the class sees the same disks (live migration)
+    backing_files: bool = False  # True when disks name their base image's path (copy-on-write overlays)
+
+    def prepare_image(self, uri: str, image: BaseImage) -> BaseImage:
+        """The image as the host reads it, cached or copied there first where the backend needs that."""
+        return image
 
     @abc.abstractmethod
     def create_root(self, uri: str, instance_id: str, image: BaseImage, size_bytes: int) -> Disk:
@@ -54,3 +69,11 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def exists(self, uri: str, name: str) -> bool:
         """True when the named disk is on the host."""
+
+    @abc.abstractmethod
+    def disk(self, uri: str, name: str) -> Disk:
+        """An existing disk on the host, ready to attach."""
+
+    @abc.abstractmethod
+    def move(self, uri: str, name: str, dest_uri: str) -> Disk:
+        """Make the disk available on ``dest_uri`` and gone from ``uri`` (cold migration); O(1) when shared."""

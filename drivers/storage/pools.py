@@ -24,14 +24,15 @@ def pool_xml(name: str, pool_type: str, target: str, source: ET.Element | None =
     return ET.tostring(pool, encoding="unicode")
 
 
-def ensure_pool(conn: libvirt.virConnect, name: str, xml: str) -> libvirt.virStoragePool:
-    """Return the active pool ``name``, defining, building and starting it when needed."""
+def ensure_pool(conn: libvirt.virConnect, name: str, xml: str, build_flags: int | None = 0) -> libvirt.virStoragePool:
+    """Return the active pool ``name``, defining, building (unless ``build_flags`` is None) and starting it."""
     try:
         pool = conn.storagePoolLookupByName(name)
     except libvirt.libvirtError:
         try:
             pool = conn.storagePoolDefineXML(xml, 0)
-            pool.build(0)
+            if build_flags is not None:
+                pool.build(build_flags)
         except libvirt.libvirtError as exc:
             raise HypervisorError(f"cannot define storage pool {name}: {exc.get_error_message()}") from exc
         pool.setAutostart(1)

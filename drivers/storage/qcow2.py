@@ -1,34 +1,55 @@
-"""Local qcow2 overlays in a libvirt ``dir`` pool: the default backend for both classes."""
+"""qcow2 overlays in a libvirt pool: local ``dir`` pools by default (both classes), the base for gluster."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from drivers.storage.base import BaseImage, Disk, Storage
-from drivers.storage.pools import Connect, create_volume, delete_volume, ensure_pool, pool_xml, volume_exists, volume_xml
+import libvirt
+
+from drivers.storage.base import BaseImage, Disk, ImageCache, Storage, disk_names
+from drivers.storage.pools import (
+    Connect,
+    create_volume,
+    delete_volume,
+    ensure_pool,
+    pool_xml,
+    volume_exists,
+    volume_xml,
+)
+from drivers.storage.transfer import copy_volume, physical_size
+from ivfarm.errors import HypervisorError
 
 
 class Qcow2DirStorage(Storage):
-    """Disks are qcow2 volumes in the pool ``pool_name`` at ``directory`` on each host."""
+    """Disks are qcow2 volumes in the pool ``pool_name`` at ``directory`` on each host.
+
+    With an ``image_cache``, overlays sit on the host's cached copy of the image; without one, on
+    the repository's path (a single host, or hosts that mount the repository).
+    """
 
     name = "qcow2"
+    backing_files = True
 
-    def __init__(self, connect: Connect, directory: Path, pool_name: str, shared: bool = False) -> None:
+    def __init__(self, connect: Connect, directory: Path, pool_name: str, shared: bool = False,
+                 image_cache: ImageCache | None = None) -> None:
         self._connect = connect
         self.directory = directory
         self.pool_name = pool_name
         self.shared = shared
+        self._image_cache = image_cache
 
-    def _pool(self, uri: str):  # type: ignore[no-untyped-def]
-        return ensure_pool(self._connect(uri), self.pool_name, pool_xml(self.pool_name, "dir", str(self.directory)))
+    def pool_definition(self) -> str:
+        """The libvirt pool XML of this backend on every host."""
+        return pool_xml(self.pool_name, "dir", str(self.directory))
 
-    def backing_path(self, uri: str, image: BaseImage) -> str:
-        """Where the base image is on the host; the repository path unless a cache says otherwise."""
-        return image.path
+    def _pool(self, uri: str) -> libvirt.virStoragePool:
+        return ensure_pool(self._connect(uri), self.pool_name, self.pool_definition())
+
+    def prepare_image(self, uri: str, image: BaseImage) -> BaseImage:
+        return self._image_cache(uri, image) if self._image_cache else image
 
     def create_root(self, uri: str, instance_id: str, image: BaseImage, size_bytes: int) -> Disk:
-        name = f"{instance_id}-root.qcow2"
-        xml = volume_xml(name, max(size_bytes, image.virtual_size_bytes), "qcow2",
-                         self.backing_path(uri, image), image.disk_format)
+        name = disk_names(instance_id)[0]
+        xml = volume_xml(name, max(size_bytes, image.virtual_size_bytes), "qcow2", image.path, image.disk_format)
         vol = create_volume(self._pool(uri), xml)
         return Disk(name=name, path=vol.path(), disk_format="qcow2")
 
@@ -44,5 +65,34 @@ class Qcow2DirStorage(Storage):
         pool.refresh(0)
         return list(pool.listVolumes())
 
+    def _lookup(self, uri: str, name: str) -> libvirt.virStorageVol | None:
+        """The volume, looked for again after a refresh when the pool does not list it (on shared
+        storage another host may have created it)."""
+        pool = self._pool(uri)
+        if not volume_exists(pool, name):
+            pool.refresh(0)
+        try:
+            return pool.storageVolLookupByName(name)
+        except libvirt.libvirtError:
+            return None
+
     def exists(self, uri: str, name: str) -> bool:
-        return volume_exists(self._pool(uri), name)
+        return self._lookup(uri, name) is not None
+
+    def disk(self, uri: str, name: str) -> Disk:
+        vol = self._lookup(uri, name)
+        if vol is None:
+            raise HypervisorError(f"no disk {name} in pool {self.pool_name} on {uri}")
+        return Disk(name=name, path=vol.path(), disk_format="qcow2")
+
+    def move(self, uri: str, name: str, dest_uri: str) -> Disk:
+        if self.shared:
+            return self.disk(dest_uri, name)
+        source = self._pool(uri)
+        vol = self._lookup(uri, name)
+        if vol is None:
+            raise HypervisorError(f"no disk {name} in pool {self.pool_name} on {uri}")
+        copy_volume(self._connect(uri), vol, self._connect(dest_uri), self._pool(dest_uri),
+                    volume_xml(name, max(physical_size(vol), 1), "raw"), sparse=True)
+        delete_volume(source, name)
+        return self.disk(dest_uri, name)

@@ -1,13 +1,15 @@
 """``ivfarm host``: register and manage hypervisors."""
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import asdict
 
 import click
 
 from ivfarm.cli.context_obj import pass_cloud
 from ivfarm.cli.output import emit_record, emit_rows, output_option
-from ivfarm.services import hosts
+from ivfarm.services import hosts, migration
 from ivfarm.services.cloud import Cloud
 
 COLUMNS = ["name", "host_class", "enabled", "status", "uri", "used_cpus", "schedulable_cpus",
@@ -29,11 +31,17 @@ def host() -> None:
 @click.option("--disk-gb", type=int, help="Disk to offer in GB (default: hypervisor.disk_gb of the config).")
 @click.option("--cpu-ratio", type=float, help="CPU overcommit for this host (default: from the config).")
 @click.option("--memory-ratio", type=float, help="Memory overcommit for this host (default: from the config).")
+@click.option("--ssh-target", help="user@host:port for the image cache (rsync over SSH); without it the host "
+              "reads images from the repository's path.")
+@click.option("--cache-dir", help="Image cache directory on the host (default: image_cache.dir of the config).")
+@click.option("--migration-uri", help="libvirt URI other hosts use to reach this one (default: --uri).")
 @pass_cloud
 def add(cloud: Cloud, name: str, uri: str, host_class: str, cpus: int | None, memory_mb: int | None,
-        disk_gb: int | None, cpu_ratio: float | None, memory_ratio: float | None) -> None:
+        disk_gb: int | None, cpu_ratio: float | None, memory_ratio: float | None, ssh_target: str | None,
+        cache_dir: str | None, migration_uri: str | None) -> None:
     """Register hypervisor NAME reachable at --uri."""
-    created = hosts.add_host(cloud, name, uri, host_class, cpus, memory_mb, disk_gb, cpu_ratio, memory_ratio)
+    created = hosts.add_host(cloud, name, uri, host_class, cpus, memory_mb, disk_gb, cpu_ratio, memory_ratio,
+                             ssh_target=ssh_target, cache_dir=cache_dir, migration_uri=migration_uri)
     click.echo(f"host {created.name} added ({created.host_class}, {created.cpus} vCPUs, {created.memory_mb} MB)")
 
 
@@ -70,6 +78,31 @@ def disable(cloud: Cloud, name: str) -> None:
     """Stop placing new instances on NAME (running ones stay)."""
     hosts.set_enabled(cloud, name, False)
     click.echo(f"host {name} disabled")
+
+
+@host.command("drain")
+@click.argument("name")
+@output_option
+@pass_cloud
+def drain(cloud: Cloud, name: str, output: str) -> None:
+    """Disable NAME and move every instance off it: live for running service VMs, cold otherwise.
+
+    Exits 1 when an instance could not be moved (or was busy: run it again).
+    """
+    def show(instance_id: str, outcome: migration.MigrationResult | str) -> None:
+        if output == "table":
+            text = (f"{instance_id} moved {outcome.mode} to {outcome.target} in {outcome.seconds:.1f} s"
+                    if isinstance(outcome, migration.MigrationResult) else f"{instance_id} not moved: {outcome}")
+            click.echo(text)
+
+    report = migration.drain(cloud, name, show)
+    if output == "json":
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        click.echo(f"host {name} disabled; {len(report.moved)} moved, {len(report.failed)} failed, "
+                   f"{len(report.skipped)} skipped")
+    if report.failed or report.skipped:
+        sys.exit(1)
 
 
 @host.command("remove")

@@ -1,17 +1,21 @@
 """``ivfarm image``: the image repository (machine images, kernels, ramdisks)."""
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import click
 
 from ivfarm.cli.context_obj import pass_cloud
 from ivfarm.cli.output import emit_record, emit_rows, output_option
-from ivfarm.services import images
+from ivfarm.cli.sync_progress import SyncProgress
+from ivfarm.services import image_sync, images
 from ivfarm.services.cloud import Cloud
 from ivfarm.store.models import Image
 
 COLUMNS = ["id", "name", "kind", "disk_format", "size_bytes", "public", "kernel_id", "ramdisk_id", "sha256"]
+SYNC_COLUMNS = ["host", "status", "source", "round", "seconds", "attempts", "error"]
 
 
 def _record(image: Image, full: bool = False) -> dict[str, object]:
@@ -77,6 +81,32 @@ def unpublish(cloud: Cloud, image_ref: str) -> None:
     """Hide IMAGE from farms (running instances keep running)."""
     images.set_public(cloud, image_ref, False)
     click.echo(f"image {image_ref} is private")
+
+
+@image.command("sync")
+@click.argument("image_ref", metavar="IMAGE")
+@click.option("--hosts", "host_names", multiple=True, metavar="HOST[,HOST...]",
+              help="Hosts to fill (default: every enabled worker host with an SSH endpoint).")
+@click.option("--fanout", type=click.IntRange(1, 64), help="Copies each host serves per round [default: image_cache.fanout].")
+@output_option
+@pass_cloud
+def sync(cloud: Cloud, image_ref: str, host_names: tuple[str, ...], fanout: int | None, output: str) -> None:
+    """Bring IMAGE into the cache of worker hosts in waves: every host with a verified copy seeds the next.
+
+    Existing copies are checksummed on their host; missing or corrupt ones are copied (rsync over
+    SSH) and verified there; a failed copy is retried from another source. Exits 1 if a host failed.
+    """
+    names = [n for item in host_names for n in item.split(",") if n] or None
+    if output == "json":
+        report = image_sync.sync_image(cloud, image_ref, names, fanout)
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        with SyncProgress() as progress:
+            report = image_sync.sync_image(cloud, image_ref, names, fanout, progress.event)
+        emit_rows([vars(h) for h in report.hosts], SYNC_COLUMNS, output,
+                  title=f"{report.image}: {len(report.hosts)} host(s), {report.rounds} round(s), {report.seconds:.1f} s")
+    if any(h.status == "failed" for h in report.hosts):
+        sys.exit(1)
 
 
 @image.command("remove")

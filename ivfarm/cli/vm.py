@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from ivfarm.cli.context_obj import pass_cloud
 from ivfarm.cli.output import emit_record, emit_rows, output_option
-from ivfarm.services import instances, provisioning
+from ivfarm.services import instances, migration, provisioning
 from ivfarm.services.cloud import Cloud
 from ivfarm.services.farms import find_farm
 from ivfarm.store.models import Instance
@@ -143,6 +143,17 @@ def terminate(cloud: Cloud, ref: str) -> None:
     instance_id = _resolve(cloud, ref)
     provisioning.terminate(cloud, instance_id)
     click.echo(f"{instance_id} terminated")
+
+
+@vm.command("migrate")
+@click.argument("ref", metavar="INSTANCE")
+@click.option("--to", "target", metavar="HOST", help="Target host (default: the scheduler's choice).")
+@pass_cloud
+def migrate(cloud: Cloud, ref: str, target: str | None) -> None:
+    """Move an instance to another host of its class: live for running service VMs, cold otherwise."""
+    result = migration.migrate(cloud, _resolve(cloud, ref), target)
+    click.echo(f"{result.instance_id} migrated {result.mode} from {result.source} to {result.target} "
+               f"in {result.seconds:.1f} s ({result.state})")
 
 
 @vm.command("console")

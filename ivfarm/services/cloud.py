@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from drivers.hypervisor.libvirt_driver import LibvirtHypervisor
-from drivers.storage.base import Storage
+from drivers.storage.base import BaseImage, Storage
 from drivers.storage.files import HostFiles
+from drivers.storage.gluster import GlusterStorage
+from drivers.storage.lvm import LvmStorage
 from drivers.storage.qcow2 import Qcow2DirStorage
 from ivfarm.config import Config
 from ivfarm.errors import ConfigError
@@ -45,6 +48,23 @@ class Cloud:
 
     def _make_storage(self, host_class: str) -> Storage:
         backend = self.config.get(f"storage.{host_class}.backend")
+        connect = self.hypervisor.connection
         if backend == "qcow2":
-            return Qcow2DirStorage(self.hypervisor.connection, self.config.state_dir / "disks", f"{self.cloud_id}-disks")
-        raise ConfigError(f"unknown storage backend {backend!r} for {host_class} hosts")
+            return Qcow2DirStorage(connect, self.config.state_dir / "disks", f"{self.cloud_id}-disks",
+                                   image_cache=self._image_cache)
+        if backend == "lvm" and host_class == "worker":
+            lvm = self.config.get("storage.worker.lvm")
+            return LvmStorage(connect, lvm["volume_group"], lvm["devices"], f"{self.cloud_id}-lvm",
+                              f"{self.cloud_id}-cache", self._image_cache)
+        if backend == "gluster" and host_class == "service":
+            gluster = self.config.get("storage.service.gluster")
+            return GlusterStorage(connect, gluster["volume"], gluster["hosts"], Path(gluster["mount"]),
+                                  f"{self.cloud_id}-gluster", self.config.state_dir / "run")
+        raise ConfigError(f"unknown storage backend {backend!r} for {host_class} hosts "
+                          f"(worker: qcow2 or lvm; service: qcow2 or gluster)")
+
+    def _image_cache(self, uri: str, image: BaseImage) -> BaseImage:
+        # image_sync is a service built on the cloud: imported when first needed
+        from ivfarm.services.image_sync import ensure_cached
+
+        return ensure_cached(self, uri, image)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from drivers.storage.ssh_cache import SshTarget
 from ivfarm.errors import AlreadyExists, InUse, InvalidInput, NotFound
 from ivfarm.services.cloud import Cloud
 from ivfarm.services.scheduler import HostCapacity
@@ -32,6 +33,9 @@ class HostView:
     used_memory_mb: int
     used_disk_gb: int
     instances: int
+    ssh_target: str | None = None
+    cache_dir: str | None = None
+    migration_uri: str | None = None
 
 
 def get_host(session: Session, name: str) -> Host:
@@ -59,8 +63,15 @@ def add_host(
     disk_gb: int | None = None,
     cpu_ratio: float | None = None,
     memory_ratio: float | None = None,
+    ssh_target: str | None = None,
+    cache_dir: str | None = None,
+    migration_uri: str | None = None,
 ) -> Host:
-    """Register a hypervisor; its URI must answer (capacity is read from it unless given)."""
+    """Register a hypervisor; its URI must answer (capacity is read from it unless given).
+
+    ``ssh_target`` (user@host:port) and ``cache_dir`` give it an image cache; ``migration_uri`` is
+    how other hosts reach its libvirt for live migration when that differs from ``uri``.
+    """
     if host_class not in HOST_CLASSES:
         raise InvalidInput(f"host class must be one of {', '.join(HOST_CLASSES)}, not {host_class!r}")
     if not name or len(name) > 64 or not name.replace("-", "").replace(".", "").replace("_", "").isalnum():
@@ -71,6 +82,10 @@ def add_host(
     for label, ratio in (("--cpu-ratio", cpu_ratio), ("--memory-ratio", memory_ratio)):
         if ratio is not None and not 0 < ratio <= 64:
             raise InvalidInput(f"{label} must be between 0 and 64")
+    if ssh_target is not None:
+        ssh_target = str(SshTarget.parse(ssh_target))
+    if cache_dir is not None and not cache_dir.startswith("/"):
+        raise InvalidInput(f"--cache-dir must be an absolute path, not {cache_dir!r}")
     with cloud.store.read() as session:
         if session.scalar(select(Host).where(Host.name == name)):
             raise AlreadyExists(f"host {name!r} already exists")
@@ -86,6 +101,9 @@ def add_host(
         disk_gb=disk_gb or int(cloud.config.get("hypervisor.disk_gb")),
         cpu_ratio=cpu_ratio,
         memory_ratio=memory_ratio,
+        ssh_target=ssh_target,
+        cache_dir=cache_dir,
+        migration_uri=migration_uri,
     )
     with cloud.store.write() as session:
         session.add(host)
@@ -170,6 +188,7 @@ def list_hosts(cloud: Cloud) -> list[HostView]:
                 cpu_ratio=cpu_ratio, memory_ratio=mem_ratio,
                 schedulable_cpus=int(host.cpus * cpu_ratio), schedulable_memory_mb=int(host.memory_mb * mem_ratio),
                 used_cpus=used[0], used_memory_mb=used[1], used_disk_gb=used[2], instances=used[3],
+                ssh_target=host.ssh_target, cache_dir=host.cache_dir, migration_uri=host.migration_uri,
             ))
         return views
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from ivfarm import ids
 from ivfarm.errors import InvalidInput, InvalidState, NotFound
-from ivfarm.services import addressing, quotas
+from ivfarm.services import addressing, farm_network, quotas
 from ivfarm.services.cloud import Cloud
 from ivfarm.services.hosts import capacities
 from ivfarm.services.images import find_image
@@ -105,6 +105,8 @@ def launch(cloud: Cloud, request: LaunchRequest) -> list[Instance]:
         raise InvalidInput("the instance count must be between 1 and 1000")
     if request.public_nic and request.host_class != "service":
         raise InvalidInput("only service-class instances may have a public NIC")
+    if request.public_nic:
+        farm_network.public_bridge(cloud)  # refuses a namespace-only public segment up front
     with cloud.store.write() as session:
         if request.client_token and request.farm_id is not None:
             existing = list(session.scalars(
@@ -165,8 +167,10 @@ def set_state(cloud: Cloud, instance_id: str, state: str, reason: str = "") -> N
         instance.state_reason = reason
         if state == "running" and instance.launched_at is None:
             instance.launched_at = utcnow()
-        if state == "terminated":
+        if state == "terminated":  # as on EC2, a terminated instance gives its addresses back
             instance.terminated_at = utcnow()
+            instance.ip = None
+            instance.mac = None
 
 
 def _transition(cloud: Cloud, instance_id: str, allowed: Sequence[str], new_state: str,

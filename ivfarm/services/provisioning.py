@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from contextualization.metadata import meta_data, network_config_v2
 from contextualization.seed import build_seed
 from drivers.hypervisor.domain_xml import DomainSpec, Nic, render_domain
-from drivers.storage.base import BaseImage, Disk
+from drivers.storage.base import BaseImage, Disk, disk_names
 from ivfarm.errors import InvalidState, IvfarmError
 from ivfarm.services import farm_network, journal
 from ivfarm.services.cloud import Cloud
@@ -47,10 +47,10 @@ class _Plan:
     undo: list[Callable[[], None]] = field(default_factory=list)
 
 
-def _plan(cloud: Cloud, instance_id: str) -> _Plan:
+def _plan(cloud: Cloud, instance_id: str, pending: bool = True) -> _Plan:
     with cloud.store.read() as session:
         instance = get_instance(session, instance_id)
-        if instance.state != "pending" or instance.host is None:
+        if (pending and instance.state != "pending") or instance.host is None:
             raise InvalidState(f"instance {instance_id} is {instance.state}, not pending on a host")
         image: Image = instance.image
         flavor = session.get(Flavor, instance.flavor_name)
@@ -93,13 +93,19 @@ def _seed(plan: _Plan) -> bytes:
 
 def _build(cloud: Cloud, plan: _Plan) -> None:
     storage = cloud.storage(plan.host_class)
-    root = storage.create_root(plan.uri, plan.instance_id, plan.image, plan.root_bytes)
+    image = storage.prepare_image(plan.uri, plan.image)  # cached or copied where the host reads it
+    root = storage.create_root(plan.uri, plan.instance_id, image, plan.root_bytes)
     plan.undo.append(lambda: storage.delete(plan.uri, root.name))
     disks: list[Disk] = [root]
     if plan.ephemeral_gb:
-        ephemeral = storage.create_blank(plan.uri, f"{plan.instance_id}-ephemeral.qcow2", plan.ephemeral_gb * GIB)
+        ephemeral = storage.create_blank(plan.uri, disk_names(plan.instance_id)[1], plan.ephemeral_gb * GIB)
         plan.undo.append(lambda: storage.delete(plan.uri, ephemeral.name))
         disks.append(ephemeral)
+    _define(cloud, plan, disks, start=True)
+
+
+def _host_side(cloud: Cloud, plan: _Plan) -> tuple[str, list[Nic]]:
+    """The instance's seed, console directory and NICs on its host."""
     seed_path = cloud.seeds.write(plan.uri, f"{plan.instance_id}.iso", _seed(plan))
     plan.undo.append(lambda: cloud.seeds.delete(plan.uri, f"{plan.instance_id}.iso"))
     cloud.consoles.ensure_directory(plan.uri)
@@ -109,6 +115,11 @@ def _build(cloud: Cloud, plan: _Plan) -> None:
         nics.append(farm_network.attach(cloud, plan.uri, plan.nic))
     if plan.public_nic:
         nics.append(farm_network.public_nic(cloud, plan.instance_id, plan.host_class))
+    return seed_path, nics
+
+
+def _define(cloud: Cloud, plan: _Plan, disks: list[Disk], start: bool) -> None:
+    seed_path, nics = _host_side(cloud, plan)
     features = cloud.hypervisor.features(plan.uri)
     spec = DomainSpec(
         name=domain_name(plan.instance_id), instance_id=plan.instance_id, cloud=cloud.cloud_id, farm=plan.farm_name,
@@ -117,8 +128,30 @@ def _build(cloud: Cloud, plan: _Plan) -> None:
         kernel=plan.kernel, initrd=plan.initrd, cmdline=plan.cmdline, disks=tuple(disks), seed=seed_path,
         nics=tuple(nics), console_log=cloud.consoles.path(f"{plan.instance_id}.log"),
     )
-    cloud.hypervisor.define_and_start(plan.uri, render_domain(spec))
+    cloud.hypervisor.define_and_start(plan.uri, render_domain(spec), start)
     plan.undo.append(lambda: cloud.hypervisor.undefine(plan.uri, domain_name(plan.instance_id)))
+
+
+def base_image(cloud: Cloud, instance_id: str) -> BaseImage:
+    """The machine image an existing instance was built from, as storage needs it."""
+    return _plan(cloud, instance_id, pending=False).image
+
+
+def prepare_host(cloud: Cloud, instance_id: str) -> None:
+    """Put an existing instance's seed, console directory and farm segment on the host the store
+    places it on, so a live migration can land there."""
+    _host_side(cloud, _plan(cloud, instance_id, pending=False))
+
+
+def redefine(cloud: Cloud, instance_id: str, disks: list[Disk], start: bool) -> None:
+    """Define (and start) an existing instance on the host the store places it on, with disks already
+    there (cold migration, failover); what it made is removed again if it fails."""
+    plan = _plan(cloud, instance_id, pending=False)
+    try:
+        _define(cloud, plan, disks, start)
+    except Exception:
+        _rollback(plan)
+        raise
 
 
 def _rollback(plan: _Plan) -> None:
@@ -177,7 +210,7 @@ def _teardown(cloud: Cloud, instance_id: str) -> None:
     if uri is not None:
         cloud.hypervisor.undefine(uri, domain_name(instance_id))
         storage = cloud.storage(host_class)
-        for name in (f"{instance_id}-root.qcow2", f"{instance_id}-ephemeral.qcow2"):
+        for name in disk_names(instance_id):
             storage.delete(uri, name)
         cloud.seeds.delete(uri, f"{instance_id}.iso")
         cloud.consoles.delete(uri, f"{instance_id}.log")

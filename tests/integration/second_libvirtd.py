@@ -1,0 +1,189 @@
+"""A second libvirtd on this machine: another hypervisor "host" for migration and failure tests.
+
+It runs in a private mount namespace (sharing the network namespace) with private copies of
+libvirt's directories and of the directories given as ``private_dirs`` (a host's local disks,
+seeds and console logs), and listens on TCP at 127.0.0.2 without authentication, so ivfarm
+addresses it as a remote host (``qemu+tcp://127.0.0.2:PORT/system``) and reaches its files only
+through libvirt. ``fence`` kills every process of its namespace, like a power-off.
+
+Also a command for ``hosts.fence_command``: ``python -m tests.integration.second_libvirtd fence ROOT``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import libvirt
+
+DRIVERS = Path("/usr/lib/x86_64-linux-gnu/libvirt/connection-driver")
+ADDRESS = "127.0.0.2"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((ADDRESS, 0))
+        return int(sock.getsockname()[1])
+
+
+def _namespace_pids(namespace: str) -> list[int]:
+    """Pids of the processes whose mount namespace is ``namespace`` (e.g. ``mnt:[4026532451]``)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "ns" / "mnt") == namespace:
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _system_libvirtd_pid() -> int:
+    """The pid of this machine's own libvirtd (its pid file, else the oldest libvirtd process)."""
+    try:
+        return int(Path("/run/libvirtd.pid").read_text())
+    except (OSError, ValueError):
+        out = subprocess.run(["pgrep", "-o", "-x", "libvirtd"], capture_output=True, text=True, check=True).stdout
+        return int(out.split()[0])
+
+
+def fence(root: Path) -> int:
+    """Kill every process in the daemon's namespace (qemu, virtlogd, fuse clients...); returns how many."""
+    marker = root / "mntns"
+    if not marker.exists():
+        return 0
+    pids = _namespace_pids(marker.read_text().strip())
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(pids)
+
+
+def _write_config(root: Path, port: int) -> None:
+    etc = root / "etc"
+    etc.mkdir(parents=True)
+    (etc / "libvirtd.conf").write_text(
+        f'unix_sock_dir = "{root / "sock"}"\nauth_unix_rw = "none"\nauth_unix_ro = "none"\n'
+        f'host_uuid = "{uuid.uuid4()}"\nlisten_tls = 0\nlisten_tcp = 1\nlisten_addr = "{ADDRESS}"\n'
+        f'tcp_port = "{port}"\nauth_tcp = "none"\n'
+    )
+    (etc / "qemu.conf").write_text(
+        'cgroup_controllers = [ ]\nstdio_handler = "file"\n'
+        f"migration_port_min = {port + 1}\nmigration_port_max = {port + 32}\n"
+    )
+    (etc / "virtlogd.conf").write_text("")
+    drivers = root / "drivers"
+    drivers.mkdir()
+    for name in ("libvirt_driver_qemu.so", "libvirt_driver_storage.so"):
+        (drivers / name).symlink_to(DRIVERS / name)
+
+
+@dataclass
+class SecondLibvirtd:
+    """A running second daemon; ``uri`` addresses it, ``first_uri`` is how it reaches the system one."""
+
+    root: Path
+    uri: str
+    first_uri: str
+
+    @property
+    def namespace(self) -> str:
+        return (self.root / "mntns").read_text().strip()
+
+    def libvirtd_pid(self) -> int | None:
+        try:
+            return int((self.root / "run" / "libvirtd.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def kill_libvirtd(self) -> None:
+        """Kill only the daemon (its guests keep running: a host that stops answering)."""
+        pid = self.libvirtd_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+
+    def _destroy_guests_and_pools(self) -> None:
+        try:
+            conn = libvirt.open(self.uri)
+        except libvirt.libvirtError:
+            return  # already dead: fencing below takes its guests and mounts down
+        try:
+            for dom in conn.listAllDomains():
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefine()
+            for pool in conn.listAllStoragePools():
+                if pool.isActive():
+                    pool.destroy()  # unmounts netfs pools inside the namespace
+                pool.undefine()
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        """Destroy its domains and pools, kill every process of its namespace, remove its files."""
+        try:
+            if (self.root / "mntns").exists() and _namespace_pids(self.namespace):
+                self._destroy_guests_and_pools()
+        finally:
+            deadline = time.monotonic() + 10
+            while fence(self.root) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start(root: Path, private_dirs: Sequence[Path] = ()) -> SecondLibvirtd:
+    """Start a second libvirtd under ``root`` (which must not exist yet)."""
+    first = _system_libvirtd_pid()
+    port = _free_port()
+    _write_config(root, port)
+    for sub in ("lib", "cache", "log", "run", "sock", "private"):
+        (root / sub).mkdir(mode=0o755)
+    shutil.copytree("/var/cache/libvirt/qemu", root / "cache" / "qemu", dirs_exist_ok=True)
+    binds = [(root / "etc", "/etc/libvirt"), (root / "lib", "/var/lib/libvirt"),
+             (root / "cache", "/var/cache/libvirt"), (root / "log", "/var/log/libvirt")]
+    for index, directory in enumerate(private_dirs):
+        copy = root / "private" / str(index)
+        copy.mkdir(mode=0o755)
+        binds.append((copy, str(directory)))
+    script = "set -e\n" + "".join(f"mount --bind '{src}' '{dst}'\n" for src, dst in binds) + (
+        "mount -t tmpfs -o mode=0755 tmpfs /run/libvirt\n"
+        f"readlink /proc/self/ns/mnt > '{root / 'mntns'}'\n"
+        f"virtlogd -d -p '{root / 'run' / 'virtlogd.pid'}'\n"
+        f"LIBVIRT_DRIVER_DIR='{root / 'drivers'}' libvirtd -d -l -p '{root / 'run' / 'libvirtd.pid'}' "
+        f"-f /etc/libvirt/libvirtd.conf\n"
+    )
+    daemon = SecondLibvirtd(root, f"qemu+tcp://{ADDRESS}:{port}/system",
+                            f"qemu+unix:///system?socket=/proc/{first}/root/run/libvirt/libvirt-sock")
+    try:
+        subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], check=True,
+                       capture_output=True, text=True)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                libvirt.open(daemon.uri).close()
+                return daemon
+            except libvirt.libvirtError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    except BaseException:
+        daemon.stop()
+        raise
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "fence":
+        sys.exit("usage: python -m tests.integration.second_libvirtd fence ROOT")
+    fence(Path(sys.argv[2]))

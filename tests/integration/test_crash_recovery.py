@@ -1,0 +1,98 @@
+"""SIGKILL the EC2 server in the middle of provisioning, then reconcile: nothing orphaned, quota right."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import libvirt
+import pytest
+import yaml
+from botocore.config import Config
+
+from ivfarm.services import farms, quotas, reconcile
+from ivfarm.store.models import Instance
+
+pytestmark = [pytest.mark.root, pytest.mark.libvirtd, pytest.mark.vm]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cloud_domains(cloud_id: str) -> dict[str, bool]:
+    """Instance id -> running, for every domain of the cloud on this machine."""
+    conn = libvirt.open("qemu:///system")
+    try:
+        found = {}
+        for dom in conn.listAllDomains():
+            xml = dom.XMLDesc(0)
+            if f"<cloud>{cloud_id}</cloud>" in xml:
+                found[dom.name().removeprefix("ivfarm-")] = bool(dom.isActive())
+        return found
+    finally:
+        conn.close()
+
+
+def test_reconcile_after_the_server_is_killed_mid_provisioning(real_cloud_factory) -> None:  # type: ignore[no-untyped-def]
+    cloud = real_cloud_factory(router="netns", ec2={"provision_workers": 1})
+    farm = farms.create_farm(cloud, farms.FarmRequest(name="crash", quotas={"instances": 10, "vcpus": 10}))
+    config = cloud.config.state_dir / "ivfarm.yaml"
+    config.write_text(yaml.safe_dump(cloud.config.data))
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).with_name("ivfarm")), "--config", str(config), "ec2", "serve",
+                               "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=open("/tmp/crash-server.log", "w"))
+    try:
+        client = boto3.client("ec2", endpoint_url=f"http://127.0.0.1:{port}", region_name="ivfarm-1",
+                              aws_access_key_id=farm.access_key, aws_secret_access_key=farm.secret_key,
+                              config=Config(retries={"total_max_attempts": 10, "mode": "standard"}, connect_timeout=2))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.describe_regions()
+                break
+            except Exception:  # noqa: BLE001 - the server is still starting
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        images = client.describe_images()["Images"]
+        ami = next(i["ImageId"] for i in images if i["Name"] == "guest")
+        launched = client.run_instances(ImageId=ami, InstanceType="m1.tiny", MinCount=4, MaxCount=4)["Instances"]
+        assert [i["State"]["Name"] for i in launched] == ["pending"] * 4
+        deadline = time.monotonic() + 60
+        while not cloud_domains(cloud.cloud_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert cloud_domains(cloud.cloud_id), "provisioning never started"
+    finally:
+        os.kill(server.pid, signal.SIGKILL)
+        server.wait(10)
+
+    report = reconcile.reconcile(cloud)
+    assert not report.errors, report.errors
+    assert any(f.action == "roll back" for f in report.findings)
+    domains = cloud_domains(cloud.cloud_id)
+    with cloud.store.read() as session:
+        live = {i.id: i for i in session.query(Instance).filter(Instance.state != "terminated")}
+        usage = quotas.usage(session, farm.id)
+    assert set(live) == set(domains) and all(domains.values())  # every live instance runs, nothing else exists
+    assert all(i.state == "running" for i in live.values())
+    assert usage.instances == len(domains)
+    disks = {p.name.split("-root")[0].split("-ephemeral")[0] for p in (cloud.config.state_dir / "disks").iterdir()}
+    assert disks == set(live)
+    seeds = {p.stem for p in (cloud.config.state_dir / "seeds").iterdir()}
+    assert seeds == set(live)
+    hosts_file = cloud.config.state_dir / "run" / "routers" / f"r{farm.vlan}" / "dhcp-hosts"
+    leased = {line.split(",")[1] for line in hosts_file.read_text().splitlines() if line}
+    assert leased == {i.ip for i in live.values()}
+    rules = subprocess.run(["ip", "netns", "exec", f"ivfarm-r{farm.vlan}", "iptables-save"],
+                           capture_output=True, text=True, check=True).stdout
+    gone_ips = {i["PrivateIpAddress"] for i in launched if i["InstanceId"] not in live and i.get("PrivateIpAddress")}
+    assert not any(ip in rules for ip in gone_ips)
+    assert reconcile.reconcile(cloud).findings == []
