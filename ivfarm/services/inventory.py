@@ -27,6 +27,7 @@ class Inventory:
     """Domains of this cloud by instance id, hosts that answered and hosts that did not."""
 
     domains: dict[str, SeenDomain] = field(default_factory=dict)
+    copies: dict[str, list[SeenDomain]] = field(default_factory=dict)  # every copy, by instance id
     reachable: dict[str, str] = field(default_factory=dict)  # host name -> uri
     unreachable: dict[str, str] = field(default_factory=dict)  # host name -> error
 
@@ -57,5 +58,8 @@ def scan(cloud: Cloud) -> Inventory:
             inventory.reachable[name] = uri
             for domain in result:
                 if domain.cloud == cloud.cloud_id and domain.ivfarm_id:
-                    inventory.domains[domain.ivfarm_id] = SeenDomain(name, uri, domain.name, domain.state)
+                    seen = SeenDomain(name, uri, domain.name, domain.state)
+                    inventory.copies.setdefault(domain.ivfarm_id, []).append(seen)
+                    if domain.ivfarm_id not in inventory.domains or seen.state == "running":
+                        inventory.domains[domain.ivfarm_id] = seen
     return inventory

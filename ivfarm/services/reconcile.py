@@ -16,10 +16,12 @@ from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import select
 
+from drivers.storage.base import disk_names
 from ivfarm.errors import IvfarmError
 from ivfarm.services import farms, instances, journal, provisioning, quotas
 from ivfarm.services.cloud import Cloud
-from ivfarm.services.inventory import Inventory, scan
+from ivfarm.services.host_failure import check_hosts
+from ivfarm.services.inventory import Inventory, SeenDomain, scan
 from ivfarm.services.locks import job_lock
 from ivfarm.services.routers import make_backend, router_key, segments, sync_router
 from ivfarm.store.models import Farm, Host, Instance
@@ -66,8 +68,17 @@ class _Run:
         self.cloud = cloud
         self.report = ReconcileReport(dry_run=dry_run)
         self.busy = journal.busy_targets(cloud)
+        self._host_failures()
         self.inventory: Inventory = scan(cloud)
         self.report.unreachable_hosts = dict(self.inventory.unreachable)
+
+    def _host_failures(self) -> None:
+        """Hosts that stopped answering: wait out the grace period, then fence and recover."""
+        for host in check_hosts(self.cloud, dry_run=self.report.dry_run).hosts:
+            if host.action == "none":
+                continue
+            moved = ", ".join(f"{i.instance_id} {i.action}" for i in host.instances) or "no instance moved"
+            self.report.findings.append(Finding("host", host.host, host.error or host.status, f"{host.action} ({moved})"))
 
     def act(self, kind: str, target: str, detail: str, action: str, repair) -> None:  # type: ignore[no-untyped-def]
         self.report.findings.append(Finding(kind, target, detail, action))
@@ -138,14 +149,20 @@ class _Run:
     # -- orphans ---------------------------------------------------------------------------
     def orphans(self) -> None:
         with self.cloud.store.read() as session:
-            known = set(session.scalars(select(Instance.id).where(Instance.state != "terminated")))
+            placed = {i.id: (i.host.name if i.host else None)
+                      for i in session.scalars(select(Instance).where(Instance.state != "terminated"))}
+            known = set(placed)
             host_classes = {h.name: h.host_class for h in session.scalars(select(Host))}
             vlans = {f.vlan for f in session.scalars(select(Farm))}
         keep = known | self.busy
-        for instance_id, seen in self.inventory.domains.items():
-            if instance_id not in keep:
-                self.act("domain", seen.name, f"on {seen.host}, unknown to the store", "remove",
-                         lambda s=seen: self.cloud.hypervisor.undefine(s.uri, s.name))
+        for instance_id, copies in self.inventory.copies.items():
+            for seen in copies:
+                if instance_id not in keep:
+                    self.act("domain", seen.name, f"on {seen.host}, unknown to the store", "remove",
+                             lambda s=seen: self.cloud.hypervisor.undefine(s.uri, s.name))
+                elif instance_id not in self.busy and seen.host != placed.get(instance_id):
+                    self.act("domain", seen.name, f"stale copy on {seen.host} (the instance lives on "
+                             f"{placed.get(instance_id)})", "remove", lambda s=seen: self._remove_copy(instance_id, s))
         for host, uri in self.inventory.reachable.items():
             storage = self.cloud.storage(host_classes[host])
             for kind, names, remove in (
@@ -164,6 +181,16 @@ class _Run:
                     self.act("farm segment", f"{host}:vlan {vlan}", "belongs to no farm", "remove",
                              lambda u=uri, v=vlan: segments(self.cloud).remove(u, v))
         self._orphan_routers(vlans)
+
+    def _remove_copy(self, instance_id: str, seen: SeenDomain) -> None:
+        """Undefine a copy left on a host the instance moved away from (and its disks, unless shared)."""
+        self.cloud.hypervisor.undefine(seen.uri, seen.name)
+        with self.cloud.store.read() as session:
+            host_class = session.scalar(select(Host.host_class).where(Host.name == seen.host))
+        storage = self.cloud.storage(host_class or "worker")
+        if not storage.shared:
+            for name in disk_names(instance_id):
+                storage.delete(seen.uri, name)
 
     def _orphan_routers(self, vlans: set[int]) -> None:
         backend = make_backend(self.cloud, str(self.cloud.config.get("vrouter.backend")))

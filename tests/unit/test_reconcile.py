@@ -114,3 +114,20 @@ def test_a_half_created_farm_is_rolled_back(world) -> None:  # type: ignore[no-u
         session.query(Farm).filter_by(name="lab").one().status = "creating"
     assert kinds(reconcile.reconcile(cloud)) == [("farm", "roll back")]
     assert farms.list_farms(cloud) == []
+
+
+def test_a_stale_copy_on_another_host_is_removed(world, fake_host) -> None:  # type: ignore[no-untyped-def]
+    cloud, uri, farm = world
+    instance_id = running_vm(cloud, farm)
+    hosts.add_host(cloud, "w2", fake_host("w2"), "worker")
+    other = next(h.uri for h in hosts.list_hosts(cloud) if h.name == "w2")
+    xml = cloud.hypervisor.domain_xml(uri, domain_name(instance_id))
+    cloud.hypervisor.define_and_start(other, xml)  # as left on a fenced host that came back
+    cloud.storage("worker").create_blank(other, f"{instance_id}-root.qcow2", 1024)
+    report = reconcile.reconcile(cloud)
+    assert [(f.kind, f.action) for f in report.findings] == [("domain", "remove")]
+    assert "stale copy on w2" in report.findings[0].detail
+    assert cloud.hypervisor.status(other, domain_name(instance_id)) is None
+    assert not cloud.storage("worker").exists(other, f"{instance_id}-root.qcow2")
+    assert cloud.hypervisor.status(uri, domain_name(instance_id)).state == "running"
+    assert reconcile.reconcile(cloud).findings == []
