@@ -3,28 +3,17 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-import boto3
 import libvirt
 import pytest
-import yaml
-from botocore.config import Config
 
 from ivfarm.services import farms, quotas, reconcile
 from ivfarm.store.models import Instance
+from tests.integration.ec2_server import ec2_server, farm_client
 
 pytestmark = [pytest.mark.root, pytest.mark.libvirtd, pytest.mark.vm]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cloud_domains(cloud_id: str) -> dict[str, bool]:
@@ -44,35 +33,17 @@ def cloud_domains(cloud_id: str) -> dict[str, bool]:
 def test_reconcile_after_the_server_is_killed_mid_provisioning(real_cloud_factory) -> None:  # type: ignore[no-untyped-def]
     cloud = real_cloud_factory(router="netns", ec2={"provision_workers": 1})
     farm = farms.create_farm(cloud, farms.FarmRequest(name="crash", quotas={"instances": 10, "vcpus": 10}))
-    config = cloud.config.state_dir / "ivfarm.yaml"
-    config.write_text(yaml.safe_dump(cloud.config.data))
-    port = free_port()
-    server = subprocess.Popen([str(Path(sys.executable).with_name("ivfarm")), "--config", str(config), "ec2", "serve",
-                               "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=open("/tmp/crash-server.log", "w"))
-    try:
-        client = boto3.client("ec2", endpoint_url=f"http://127.0.0.1:{port}", region_name="ivfarm-1",
-                              aws_access_key_id=farm.access_key, aws_secret_access_key=farm.secret_key,
-                              config=Config(retries={"total_max_attempts": 10, "mode": "standard"}, connect_timeout=2))
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.describe_regions()
-                break
-            except Exception:  # noqa: BLE001 - the server is still starting
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        images = client.describe_images()["Images"]
-        ami = next(i["ImageId"] for i in images if i["Name"] == "guest")
+    with ec2_server(cloud) as (endpoint, server):
+        client = farm_client(endpoint, farm)
+        ami = next(i["ImageId"] for i in client.describe_images()["Images"] if i["Name"] == "guest")
         launched = client.run_instances(ImageId=ami, InstanceType="m1.tiny", MinCount=4, MaxCount=4)["Instances"]
         assert [i["State"]["Name"] for i in launched] == ["pending"] * 4
         deadline = time.monotonic() + 60
         while not cloud_domains(cloud.cloud_id) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert cloud_domains(cloud.cloud_id), "provisioning never started"
-    finally:
-        os.kill(server.pid, signal.SIGKILL)
+        os.kill(server.pid, signal.SIGKILL)  # in the middle of provisioning: one worker, four instances
         server.wait(10)
+    assert cloud_domains(cloud.cloud_id), "provisioning never started"
 
     report = reconcile.reconcile(cloud)
     assert not report.errors, report.errors
