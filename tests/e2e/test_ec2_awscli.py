@@ -10,10 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e import test_ec2_support
-from tests.e2e.test_ec2_support import Ec2Site
+from tests.e2e.ec2_support import Ec2Site
 
-ec2_site = test_ec2_support.ec2_site  # the module-scoped running site
 
 AWS = Path(sys.executable).with_name("aws")
 

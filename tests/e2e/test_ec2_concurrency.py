@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from ivfarm.ec2.localsite import LocalSite
 from ivfarm.services import quotas
-from tests.e2e.test_ec2_support import NO_RETRIES
+from tests.e2e.ec2_support import NO_RETRIES
 
 REQUESTS = 50
 QUOTA = 10

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from ivfarm import ids
 from ivfarm.ec2.localsite import QueryClient
-from tests.e2e.test_ec2_support import start_site
+from tests.e2e.ec2_support import start_site
 
 FAST = {"Delay": 1, "MaxAttempts": 60}
 _REQUEST_ID = re.compile(rb"<requestId>[^<]*</requestId>")

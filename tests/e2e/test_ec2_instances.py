@@ -10,10 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ivfarm.services.farms import find_farm
-from tests.e2e import test_ec2_support
-from tests.e2e.test_ec2_support import Ec2Site, error_code, wait_for
+from tests.e2e.ec2_support import Ec2Site, error_code, wait_for
 
-ec2_site = test_ec2_support.ec2_site  # the module-scoped running site
 
 FAST = {"Delay": 1, "MaxAttempts": 60}
 
@@ -264,7 +262,7 @@ def test_console_output_is_the_serial_log(ec2_site: Ec2Site, alpha: Any) -> None
 
 
 def test_terminated_instances_disappear_after_the_window(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from tests.e2e.test_ec2_support import start_site
+    from tests.e2e.ec2_support import start_site
 
     short = start_site(tmp_path_factory.mktemp("short"), settings={"ec2": {"terminated_visible_s": 2}})
     try:

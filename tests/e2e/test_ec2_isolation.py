@@ -9,10 +9,8 @@ from botocore.exceptions import ClientError
 
 from ivfarm import ids
 from ivfarm.store.models import Image
-from tests.e2e import test_ec2_support
-from tests.e2e.test_ec2_support import Ec2Site
+from tests.e2e.ec2_support import Ec2Site
 
-ec2_site = test_ec2_support.ec2_site  # the module-scoped running site
 
 FAST = {"Delay": 1, "MaxAttempts": 60}
 

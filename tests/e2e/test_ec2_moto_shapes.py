@@ -20,10 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from moto.server import ThreadedMotoServer
 
 from ivfarm.ec2.localsite import QueryClient
-from tests.e2e import test_ec2_support
-from tests.e2e.test_ec2_support import Ec2Site
+from tests.e2e.ec2_support import Ec2Site
 
-ec2_site = test_ec2_support.ec2_site  # the module-scoped running site
 
 GENERIC = {"item", "value", "key", "code", "name", "message", "status", "return", "requestId", "state"}
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")

@@ -10,10 +10,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from ivfarm.services.flavors import add_flavor
-from tests.e2e import test_ec2_support
-from tests.e2e.test_ec2_support import Ec2Site, error_code
+from tests.e2e.ec2_support import Ec2Site, error_code
 
-ec2_site = test_ec2_support.ec2_site  # the module-scoped running site
 
 FAST = {"Delay": 1, "MaxAttempts": 60}
 

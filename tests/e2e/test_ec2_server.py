@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.test_ec2_support import start_site, wait_for
+from tests.e2e.ec2_support import start_site, wait_for
 
 
 def test_log_lines_carry_no_secrets_and_sigterm_exits_zero(tmp_path: Path) -> None:

@@ -13,10 +13,8 @@ from botocore.auth import SigV2Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.e2e import test_ec2_support
-from tests.e2e.test_ec2_support import Ec2Site
+from tests.e2e.ec2_support import Ec2Site
 
-ec2_site = test_ec2_support.ec2_site  # the module-scoped running site
 
 FORM = "application/x-www-form-urlencoded; charset=utf-8"
 PARAMS = {"Action": "DescribeInstances", "Version": "2016-11-15"}

@@ -1,4 +1,4 @@
-"""Fixtures and helpers shared by the EC2 end-to-end tests (no tests here).
+"""Helpers shared by the EC2 end-to-end tests (the ``ec2_site`` fixture is in conftest.py).
 
 ``ec2_site`` is a module-scoped site on libvirt's test driver with ``ivfarm ec2 serve`` running on
 a free loopback port, two farms (alpha, beta) and a public image. ``start_site`` builds one on any
@@ -7,7 +7,7 @@ configuration (the real-VM tests can pass their own settings and database URL).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,14 +59,6 @@ def start_site(root: Path, database_url: str | None = None, settings: dict[str, 
         site.close()
         raise
     return Ec2Site(site, endpoint, ami, farms)
-
-
-@pytest.fixture(scope="module")
-def ec2_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ec2Site]:
-    """A running site for the tests of one module; removed afterwards."""
-    built = start_site(tmp_path_factory.mktemp("ec2site"))
-    yield built
-    built.site.close()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0, interval: float = 0.1) -> None:
