@@ -1,6 +1,7 @@
 """Hypervisor registry: add, list, enable, disable, remove; capacity with overcommit ratios."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -134,16 +135,16 @@ def remove_host(cloud: Cloud, name: str) -> None:
         session.delete(host)
 
 
-def usage_by_host(session: Session) -> dict[int, tuple[int, int, int, int]]:
+def usage_by_host(session: Session, host_class: str | None = None) -> dict[int, tuple[int, int, int, int]]:
     """Per host id: (vCPUs, memory MB of active instances, disk GB of existing ones, instance count)."""
     usage: dict[int, list[int]] = {}
-    rows = session.execute(
-        select(Instance.host_id, Instance.state, func.sum(Instance.vcpus), func.sum(Instance.memory_mb),
-               func.sum(Instance.disk_gb), func.count())
-        .where(Instance.host_id.is_not(None), Instance.state.in_(LIVE_STATES))
-        .group_by(Instance.host_id, Instance.state)
-    )
-    for host_id, state, vcpus, memory, disk, count in rows:
+    query = (select(Instance.host_id, Instance.state, func.sum(Instance.vcpus), func.sum(Instance.memory_mb),
+                    func.sum(Instance.disk_gb), func.count())
+             .where(Instance.host_id.is_not(None), Instance.state.in_(LIVE_STATES))
+             .group_by(Instance.host_id, Instance.state))
+    if host_class is not None:
+        query = query.where(Instance.host_class == host_class)
+    for host_id, state, vcpus, memory, disk, count in session.execute(query):
         entry = usage.setdefault(host_id, [0, 0, 0, 0])
         if state in ACTIVE_STATES:
             entry[0] += int(vcpus or 0)
@@ -153,44 +154,41 @@ def usage_by_host(session: Session) -> dict[int, tuple[int, int, int, int]]:
     return {host_id: (e[0], e[1], e[2], e[3]) for host_id, e in usage.items()}
 
 
-def capacities(cloud: Cloud, session: Session) -> list[HostCapacity]:
-    """Every usable host's schedulable capacity and current usage, for the scheduler."""
-    usage = usage_by_host(session)
-    result = []
-    for host in session.scalars(select(Host).order_by(Host.id)):
-        cpu_ratio, mem_ratio = ratios(cloud, host)
-        used = usage.get(host.id, (0, 0, 0, 0))
-        result.append(HostCapacity(
-            name=host.name,
-            host_class=host.host_class,
-            cpus=int(host.cpus * cpu_ratio),
-            memory_mb=int(host.memory_mb * mem_ratio),
-            disk_gb=host.disk_gb,
-            used_cpus=used[0],
-            used_memory_mb=used[1],
-            used_disk_gb=used[2],
-            enabled=host.enabled and host.status == "up",
-        ))
-    return result
+def _hosts_with_usage(cloud: Cloud, session: Session, host_class: str | None = None,
+                      by_name: bool = False) -> Iterator[tuple[Host, float, float, tuple[int, int, int, int]]]:
+    """(host, CPU ratio, memory ratio, usage) for every host (of one class)."""
+    usage = usage_by_host(session, host_class)
+    query = select(Host).order_by(Host.name if by_name else Host.id)
+    if host_class is not None:
+        query = query.where(Host.host_class == host_class)
+    for host in session.scalars(query):
+        yield (host, *ratios(cloud, host), usage.get(host.id, (0, 0, 0, 0)))
+
+
+def capacities(cloud: Cloud, session: Session, host_class: str | None = None) -> list[HostCapacity]:
+    """Schedulable capacity and current usage of every host (of one class), for the scheduler."""
+    return [
+        HostCapacity(name=host.name, host_class=host.host_class, cpus=int(host.cpus * cpu_ratio),
+                     memory_mb=int(host.memory_mb * mem_ratio), disk_gb=host.disk_gb, used_cpus=used[0],
+                     used_memory_mb=used[1], used_disk_gb=used[2], enabled=host.enabled and host.status == "up")
+        for host, cpu_ratio, mem_ratio, used in _hosts_with_usage(cloud, session, host_class)
+    ]
 
 
 def list_hosts(cloud: Cloud) -> list[HostView]:
     """Every host with its usage."""
     with cloud.store.read() as session:
-        usage = usage_by_host(session)
-        views = []
-        for host in session.scalars(select(Host).order_by(Host.name)):
-            cpu_ratio, mem_ratio = ratios(cloud, host)
-            used = usage.get(host.id, (0, 0, 0, 0))
-            views.append(HostView(
+        return [
+            HostView(
                 name=host.name, uri=host.uri, host_class=host.host_class, enabled=host.enabled,
                 status=host.status, cpus=host.cpus, memory_mb=host.memory_mb, disk_gb=host.disk_gb,
                 cpu_ratio=cpu_ratio, memory_ratio=mem_ratio,
                 schedulable_cpus=int(host.cpus * cpu_ratio), schedulable_memory_mb=int(host.memory_mb * mem_ratio),
                 used_cpus=used[0], used_memory_mb=used[1], used_disk_gb=used[2], instances=used[3],
                 ssh_target=host.ssh_target, cache_dir=host.cache_dir, migration_uri=host.migration_uri,
-            ))
-        return views
+            )
+            for host, cpu_ratio, mem_ratio, used in _hosts_with_usage(cloud, session, by_name=True)
+        ]
 
 
 def show_host(cloud: Cloud, name: str) -> HostView:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from ivfarm import ids
 from ivfarm.errors import InvalidInput, InvalidState, NotFound
-from ivfarm.services import addressing, farm_network, quotas
+from ivfarm.services import addressing, farm_network, journal, quotas
 from ivfarm.services.cloud import Cloud
 from ivfarm.services.hosts import capacities
 from ivfarm.services.images import find_image
@@ -126,7 +126,7 @@ def launch(cloud: Cloud, request: LaunchRequest) -> list[Instance]:
             count = quotas.admissible_count(session, farm, flavor.vcpus, flavor.memory_mb, disk_gb,
                                             request.count, request.min_count or request.count)
         cloud.store.lock_scheduler(session)
-        hosts = capacities(cloud, session)
+        hosts = capacities(cloud, session, request.host_class)
         wanted = Request(flavor.vcpus, flavor.memory_mb, disk_gb, request.host_class)
         placed = cloud.scheduler.place([wanted] * count, hosts)
         if request.dry_run:
@@ -147,7 +147,7 @@ def launch(cloud: Cloud, request: LaunchRequest) -> list[Instance]:
                 ip=address.ip if address else None, mac=address.mac if address else None,
                 public_nic=request.public_nic, key_name=request.key_name, user_data=request.user_data,
                 client_token=request.client_token, reservation_id=reservation, launch_index=index,
-                restart_policy=request.restart_policy,
+                restart_policy=request.restart_policy, owner=journal.me(),
             )
             session.add(instance)
             instances.append(instance)
@@ -208,7 +208,7 @@ def start(cloud: Cloud, instance_id: str, farm_id: int | None = None) -> None:
             quotas.check_start(session, cloud.store.lock_farm(session, instance.farm_id), instance)
         cloud.store.lock_scheduler(session)
         host = session.get(Host, instance.host_id)
-        capacity = next(c for c in capacities(cloud, session) if c.name == host.name)
+        capacity = next(c for c in capacities(cloud, session, host.host_class) if c.name == host.name)
         if not capacity.fits(Request(instance.vcpus, instance.memory_mb, 0, instance.host_class)):
             raise InvalidState(f"host {host.name} has no room to start {instance_id} now")
         instance.state = "pending"

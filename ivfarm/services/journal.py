@@ -1,4 +1,9 @@
-"""The operations journal: multi-step operations in flight, so ``reconcile`` can tell stuck from busy."""
+"""Work in flight, so ``reconcile`` can tell stuck from busy.
+
+Instances record the process that builds or tears them down (``Instance.owner``, written in the
+same transaction that makes them pending or shutting-down); other multi-step operations (farm
+create/delete, migration, failover) write an ``operations`` row for their duration.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -10,10 +15,15 @@ from collections.abc import Iterator
 from sqlalchemy import delete, select
 
 from ivfarm.services.cloud import Cloud
-from ivfarm.store.models import Operation, utcnow
+from ivfarm.store.models import Instance, Operation, utcnow
 
 # An operation started on another controller is presumed alive for this long.
 REMOTE_GRACE = dt.timedelta(minutes=15)
+
+
+def me() -> str:
+    """This process, as recorded in ``Instance.owner`` and operation rows."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @contextlib.contextmanager
@@ -31,17 +41,23 @@ def operation(cloud: Cloud, kind: str, target: str) -> Iterator[None]:
             session.execute(delete(Operation).where(Operation.id == op_id))
 
 
-def _alive(op: Operation) -> bool:
-    if op.payload.get("node") != socket.gethostname():
-        started = op.started_at if op.started_at.tzinfo else op.started_at.replace(tzinfo=dt.timezone.utc)
+def alive(node: str, pid: int, since: dt.datetime) -> bool:
+    """True while the process ``pid`` on ``node`` runs (another node's: for REMOTE_GRACE after ``since``)."""
+    if node != socket.gethostname():
+        started = since if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)
         return utcnow() - started < REMOTE_GRACE
     try:
-        os.kill(int(op.payload["pid"]), 0)
-    except (ProcessLookupError, KeyError, ValueError):
+        os.kill(pid, 0)
+    except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return _not_zombie(int(op.payload["pid"]))
+    return _not_zombie(pid)
+
+
+def _owner_alive(owner: str, since: dt.datetime) -> bool:
+    node, _, pid = owner.rpartition(":")
+    return pid.isdigit() and alive(node, int(pid), since)
 
 
 def _not_zombie(pid: int) -> bool:
@@ -57,10 +73,15 @@ def busy_targets(cloud: Cloud) -> set[str]:
     busy, stale = set(), []
     with cloud.store.write() as session:
         for op in session.scalars(select(Operation)):
-            if _alive(op):
+            if alive(str(op.payload.get("node")), int(op.payload.get("pid", 0)), op.started_at):
                 busy.add(op.target)
             else:
                 stale.append(op.id)
         if stale:
             session.execute(delete(Operation).where(Operation.id.in_(stale)))
+        for instance_id, owner, created in session.execute(
+                select(Instance.id, Instance.owner, Instance.created_at)
+                .where(Instance.state.in_(("pending", "shutting-down")), Instance.owner.is_not(None))):
+            if _owner_alive(owner, created):
+                busy.add(instance_id)
     return busy

@@ -166,8 +166,7 @@ def provision(cloud: Cloud, instance_id: str) -> None:
     """Build and start a pending instance; on failure undo everything and mark it terminated."""
     plan = _plan(cloud, instance_id)
     try:
-        with journal.operation(cloud, "provision", instance_id):
-            _build(cloud, plan)
+        _build(cloud, plan)
     except Exception as exc:
         _rollback(plan)
         set_state(cloud, instance_id, "terminated", f"Server.InternalError: {exc}")
@@ -190,18 +189,14 @@ def begin_terminate(cloud: Cloud, instance_id: str, farm_id: int | None = None) 
     with cloud.store.write() as session:
         instance = get_instance(session, instance_id, farm_id)
         previous = instance.state
-        if previous not in ("terminated", "shutting-down"):
+        if previous != "terminated":
             instance.state = "shutting-down"
+            instance.owner = journal.me()
         return previous
 
 
 def teardown(cloud: Cloud, instance_id: str) -> None:
     """Remove the domain, disks, seed, console log and network bindings; mark terminated."""
-    with journal.operation(cloud, "teardown", instance_id):
-        _teardown(cloud, instance_id)
-
-
-def _teardown(cloud: Cloud, instance_id: str) -> None:
     with cloud.store.read() as session:
         instance = get_instance(session, instance_id)
         uri = instance.host.uri if instance.host else None

@@ -10,6 +10,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -118,7 +119,8 @@ class Farm(Base):
 class Instance(Base):
     __tablename__ = "instances"
     # one RunInstances call (its ClientToken) makes instances 0..N-1 of one reservation, once
-    __table_args__ = (UniqueConstraint("farm_id", "client_token", "launch_index"),)
+    __table_args__ = (UniqueConstraint("farm_id", "client_token", "launch_index"),
+                      Index("ix_instances_farm_state", "farm_id", "state"))
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
@@ -141,6 +143,8 @@ class Instance(Base):
     reservation_id: Mapped[str] = mapped_column(String(32), default="")
     launch_index: Mapped[int] = mapped_column(Integer, default=0)
     restart_policy: Mapped[str] = mapped_column(String(16), default="none")  # none | always
+    # the process building or tearing it down ("node:pid"); reconcile leaves it alone while that lives
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     launched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

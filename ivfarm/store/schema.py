@@ -1,4 +1,4 @@
-"""Schema upgrades: new tables are created, new nullable columns added; nothing is ever dropped."""
+"""Schema upgrades: new tables are created, new nullable columns and indexes added; nothing is dropped."""
 from __future__ import annotations
 
 from sqlalchemy import inspect, text
@@ -30,4 +30,11 @@ def upgrade(engine: Engine) -> list[str]:
             ddl = CreateColumn(column).compile(dialect=engine.dialect)
             conn.execute(text(f'ALTER TABLE "{table_name}" ADD COLUMN {ddl}'))
             added.append(f"{table_name}.{column_name}")
+    inspector = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        present = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in present:
+                index.create(engine)
+                added.append(f"index {index.name}")
     return added

@@ -1,6 +1,8 @@
 """reconcile on the test driver: interrupted work, dead VMs, orphans of this cloud only, idempotence."""
 from __future__ import annotations
 
+import socket
+import subprocess
 from collections.abc import Callable
 
 import pytest
@@ -30,6 +32,14 @@ def state(cloud: Cloud, instance_id: str) -> str:
         return session.get(Instance, instance_id).state
 
 
+def crashed_owner(cloud: Cloud, instance_id: str) -> None:
+    """Make the instance look like the work of a process that died (as after a SIGKILL)."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with cloud.store.write() as session:
+        session.get(Instance, instance_id).owner = f"{socket.gethostname()}:{gone.pid}"
+
+
 def kinds(report: reconcile.ReconcileReport) -> list[tuple[str, str]]:
     return sorted((f.kind, f.action) for f in report.findings)
 
@@ -46,6 +56,8 @@ def test_interrupted_provisioning_is_rolled_back_and_quota_released(world) -> No
     [stuck] = instances.launch(cloud, LaunchRequest(image="base", flavor="m1.small", farm_id=farm.id))
     storage = cloud.storage("worker")
     storage.create_blank(uri, f"{stuck.id}-root.qcow2", 1024)  # half-built: a disk, no domain
+    assert reconcile.reconcile(cloud).findings == []  # its process (this one) is alive: busy, not stuck
+    crashed_owner(cloud, stuck.id)
     assert reconcile.reconcile(cloud, dry_run=True).findings[0].action == "roll back"
     assert state(cloud, stuck.id) == "pending" and storage.exists(uri, f"{stuck.id}-root.qcow2")
     report = reconcile.reconcile(cloud)
@@ -59,6 +71,7 @@ def test_provisioning_that_finished_unrecorded_is_marked_running(world) -> None:
     cloud, _, farm = world
     instance_id = running_vm(cloud, farm)
     instances.set_state(cloud, instance_id, "pending")
+    crashed_owner(cloud, instance_id)
     assert kinds(reconcile.reconcile(cloud)) == [("instance", "mark running")]
     assert state(cloud, instance_id) == "running"
 
