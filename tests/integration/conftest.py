@@ -126,3 +126,31 @@ def wait_for_console(cloud: Cloud, instance_id: str, marker: str, timeout_s: flo
             return text
         time.sleep(0.5)
     raise AssertionError(f"{marker!r} not on the console of {instance_id} after {timeout_s} s:\n{text[-3000:]}")
+
+
+def _leftovers() -> list[str]:
+    """QEMU processes, namespaces and bridges of the integration tests still on this machine."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "qemu-system" in cmdline and str(TEST_ROOT) in cmdline:
+            found.append(f"qemu process {proc.name}")
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    found += [f"namespace {ns}" for ns in namespaces if ns.startswith("ivt")]
+    links = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"], capture_output=True, text=True).stdout
+    found += [f"bridge {line.split(': ')[1]}" for line in links.splitlines() if ": ivp" in line]
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind() -> Iterator[None]:
+    """After the integration tests no VM, namespace or bridge of theirs may remain."""
+    yield
+    if os.geteuid() == 0:
+        left = _leftovers()
+        assert not left, f"integration tests left behind: {left}"

@@ -80,7 +80,8 @@ def _write_config(root: Path, port: int) -> None:
         f'tcp_port = "{port}"\nauth_tcp = "none"\n'
     )
     (etc / "qemu.conf").write_text(
-        'cgroup_controllers = [ ]\nstdio_handler = "file"\n'
+        # namespaces = [ ]: its QEMU processes stay in the daemon's mount namespace, so fence() finds them
+        'cgroup_controllers = [ ]\nstdio_handler = "file"\nnamespaces = [ ]\n'
         f"migration_port_min = {port + 1}\nmigration_port_max = {port + 32}\n"
     )
     (etc / "virtlogd.conf").write_text("")
