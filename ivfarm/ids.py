@@ -28,7 +28,7 @@ def new_id(kind: str) -> str:
 def is_valid(ident: str, kind: str) -> bool:
     """True when ``ident`` is well formed for ``kind`` (8 or 17 hex digits, as EC2 accepts)."""
     match = _ID_RE.match(ident or "")
-    return bool(match) and match.group("prefix") == PREFIXES[kind]
+    return match is not None and match.group("prefix") == PREFIXES[kind]
 
 
 def is_image_id(ident: str) -> bool:

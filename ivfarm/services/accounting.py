@@ -71,7 +71,7 @@ def collect(cloud: Cloud, now: dt.datetime | None = None) -> CollectResult:
                     host_known = instance.host is None or instance.host.name not in inventory.unreachable
                 if end <= start or not host_known:
                     continue
-                session.add(UsageRecord(farm_name=farm_names.get(instance.farm_id, ""), resource_id=instance.id,
+                session.add(UsageRecord(farm_name=farm_names.get(instance.farm_id or 0, ""), resource_id=instance.id,
                                         kind="instance", start=start, end=min(end, now), vcpus=instance.vcpus,
                                         memory_mb=instance.memory_mb, disk_gb=instance.disk_gb, running=running))
                 records += 1

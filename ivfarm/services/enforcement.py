@@ -126,7 +126,7 @@ def enforce(cloud: Cloud, policy: str = "report", dry_run: bool = False) -> Enfo
             farms = list(session.scalars(select(Farm).where(Farm.status == "active").order_by(Farm.name)))
             rows_by_farm: dict[int, list[Instance]] = {f.id: [] for f in farms}
             for row in session.scalars(select(Instance).where(Instance.farm_id.is_not(None), Instance.state != "terminated")):
-                rows_by_farm.setdefault(row.farm_id, []).append(row)
+                rows_by_farm.setdefault(row.farm_id or 0, []).append(row)
             eips = {f.id: session.query(Address).filter_by(farm_id=f.id, role="elastic", allocated=True).count()
                     for f in farms}
         for farm in farms:

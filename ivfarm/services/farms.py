@@ -17,6 +17,7 @@ from ivfarm.services.elastic_ips import next_public_ips
 from ivfarm.services.provisioning import begin_terminate, teardown
 from ivfarm.services.routers import make_backend, router_key, router_lock, router_spec, segments
 from ivfarm.store.models import Address, Farm, Host, Image, Instance, KeyPair, PortForward, Tag, utcnow
+from vrouter.base import RouterBackend
 from vrouter.errors import RouterError
 
 log = logging.getLogger(__name__)
@@ -129,30 +130,31 @@ def create_farm(cloud: Cloud, request: FarmRequest) -> Farm:
         with journal.operation(cloud, "farm-create", f"farm:{request.name}"):
             _build_network(cloud, backend, farm_id, vlan, request.name)
         with cloud.store.write() as session:
-            farm = session.get(Farm, farm_id)
-            farm.status = "active"
-            return farm
+            created = session.get(Farm, farm_id)
+            assert created is not None  # the row was made above and only this call removes it
+            created.status = "active"
+            return created
     except BaseException:
         _teardown_network(cloud, backend, vlan, [])
         _delete_rows(cloud, farm_id)
         raise
 
 
-def _build_network(cloud: Cloud, backend: object, farm_id: int, vlan: int, name: str) -> None:
+def _build_network(cloud: Cloud, backend: RouterBackend | None, farm_id: int, vlan: int, name: str) -> None:
     """The farm segment on the router host and the router itself."""
     if backend is not None:
         segments(cloud).ensure(_router_host_uri(cloud), vlan)
         with cloud.store.read() as session, router_lock(cloud, vlan):
             try:
-                backend.create(router_spec(cloud, session, session.get(Farm, farm_id)))  # type: ignore[attr-defined]
+                backend.create(router_spec(cloud, session, session.get_one(Farm, farm_id)))
             except RouterError as exc:
                 raise NetworkError(f"cannot build the router of farm {name}: {exc}") from exc
 
 
-def _teardown_network(cloud: Cloud, backend: object, vlan: int, uris: list[str]) -> None:
+def _teardown_network(cloud: Cloud, backend: RouterBackend | None, vlan: int, uris: list[str]) -> None:
     """Remove the router and the farm segment from the router host and ``uris``."""
     if backend is not None:
-        backend.destroy(router_key(vlan))  # type: ignore[attr-defined]
+        backend.destroy(router_key(vlan))
         uris = [*uris, _router_host_uri(cloud)]
     driver = segments(cloud)
     for uri in dict.fromkeys(uris):

@@ -145,7 +145,7 @@ def usage_by_host(session: Session, host_class: str | None = None) -> dict[int, 
     if host_class is not None:
         query = query.where(Instance.host_class == host_class)
     for host_id, state, vcpus, memory, disk, count in session.execute(query):
-        entry = usage.setdefault(host_id, [0, 0, 0, 0])
+        entry = usage.setdefault(host_id or 0, [0, 0, 0, 0])  # host_id is never NULL here (filtered)
         if state in ACTIVE_STATES:
             entry[0] += int(vcpus or 0)
             entry[1] += int(memory or 0)

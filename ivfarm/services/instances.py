@@ -207,7 +207,9 @@ def start(cloud: Cloud, instance_id: str, farm_id: int | None = None) -> None:
         if instance.farm_id is not None:
             quotas.check_start(session, cloud.store.lock_farm(session, instance.farm_id), instance)
         cloud.store.lock_scheduler(session)
-        host = session.get(Host, instance.host_id)
+        host = instance.host
+        if host is None:
+            raise InvalidState(f"instance {instance_id} is on no host")
         capacity = next(c for c in capacities(cloud, session, host.host_class) if c.name == host.name)
         if not capacity.fits(Request(instance.vcpus, instance.memory_mb, 0, instance.host_class)):
             raise InvalidState(f"host {host.name} has no room to start {instance_id} now")
@@ -227,6 +229,8 @@ def reboot(cloud: Cloud, instance_id: str, farm_id: int | None = None) -> None:
         instance = get_instance(session, instance_id, farm_id)
         if instance.state != "running":
             raise InvalidState(f"instance {instance_id} is {instance.state}; only running instances reboot")
+        if instance.host is None:
+            raise InvalidState(f"instance {instance_id} is on no host")
         uri = instance.host.uri
     cloud.hypervisor.reboot(uri, domain_name(instance_id))
 

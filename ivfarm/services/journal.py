@@ -82,6 +82,6 @@ def busy_targets(cloud: Cloud) -> set[str]:
         for instance_id, owner, created in session.execute(
                 select(Instance.id, Instance.owner, Instance.created_at)
                 .where(Instance.state.in_(("pending", "shutting-down")), Instance.owner.is_not(None))):
-            if _owner_alive(owner, created):
+            if owner is not None and _owner_alive(owner, created):
                 busy.add(instance_id)
     return busy

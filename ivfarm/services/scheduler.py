@@ -105,8 +105,8 @@ class Scheduler:
         chosen: list[HostCapacity] = []
         for request in requests:
             pool = pools.get(request.host_class)
-            host = pool.place(request) if pool else None
-            if host is None:
+            placed = pool.place(request) if pool else None
+            if placed is None:
                 for members in by_class.values():
                     for member in members:
                         member.used_cpus, member.used_memory_mb, member.used_disk_gb = originals[id(member)]
@@ -114,5 +114,5 @@ class Scheduler:
                     f"no enabled {request.host_class} host has room for {request.vcpus} vCPU, "
                     f"{request.memory_mb} MB memory and {request.disk_gb} GB disk"
                 )
-            chosen.append(host)
+            chosen.append(placed)
         return chosen

@@ -11,7 +11,7 @@ from ivfarm.store.models import Base
 def missing_columns(engine: Engine) -> list[tuple[str, str]]:
     """(table, column) pairs the models have and the database lacks."""
     inspector = inspect(engine)
-    missing = []
+    missing: list[tuple[str, str]] = []
     for table in Base.metadata.sorted_tables:
         if not inspector.has_table(table.name):
             continue
