@@ -7,11 +7,9 @@ hosts that mount the repository).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from drivers.storage.ssh_cache import CacheError, SshCache, SshTarget
 from ivfarm.errors import InvalidInput, NotFound
 from ivfarm.services import waves
 from ivfarm.services.cloud import Cloud
+from ivfarm.services.locks import run_lock
 from ivfarm.services.images import find_image
 from ivfarm.store.models import Host
 
@@ -155,18 +154,6 @@ def sync_image(cloud: Cloud, image_ref: str, host_names: Sequence[str] | None = 
     return report
 
 
-@contextlib.contextmanager
-def _host_lock(cloud: Cloud, host: str, file_name: str) -> Iterator[None]:
-    lock_dir = cloud.config.state_dir / "run"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"cache-{host}-{file_name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_cached(cloud: Cloud, uri: str, image: BaseImage) -> BaseImage:
     """The image as the host behind ``uri`` reads it: from its cache, copied from the repository
     first if it lacks it; unchanged for hosts without an SSH endpoint."""
@@ -176,7 +163,7 @@ def ensure_cached(cloud: Cloud, uri: str, image: BaseImage) -> BaseImage:
             return image
         cached = _cache_host(cloud, host, Path(image.path).name)
     cache = cache_client(cloud)
-    with _host_lock(cloud, cached.name, Path(image.path).name):
+    with run_lock(cloud, f"cache-{cached.name}-{Path(image.path).name}"):
         if not cache.exists(cached.target, cached.path):
             cache.copy_from_local(image.path, cached.target, cached.path, image.sha256)
     return dataclasses.replace(image, path=cached.path)

@@ -1,4 +1,4 @@
-"""Locks that keep two runs of a cron job apart, on one controller (a file) and across several (PostgreSQL)."""
+"""Locks: files under ``<state_dir>/run`` on one controller, plus PostgreSQL advisory locks across several."""
 from __future__ import annotations
 
 import contextlib
@@ -13,26 +13,35 @@ from ivfarm.services.cloud import Cloud
 
 
 @contextlib.contextmanager
-def job_lock(cloud: Cloud, name: str) -> Iterator[None]:
-    """Hold the lock ``name`` for the body or raise LockHeld at once if another run holds it."""
+def run_lock(cloud: Cloud, name: str, wait: bool = True) -> Iterator[None]:
+    """Hold ``<state_dir>/run/<name>.lock`` exclusively (threads and processes of this controller);
+    without ``wait``, raise LockHeld at once when someone else holds it."""
     lock_dir = cloud.config.state_dir / "run"
     lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{name}.lock", "w") as handle:
+    path = lock_dir / f"{name}.lock"
+    with open(path, "w") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError as exc:
-            raise LockHeld(f"another '{name}' run is in progress (lock {lock_dir / (name + '.lock')})") from exc
+            raise LockHeld(f"another '{name}' run is in progress (lock {path})") from exc
         try:
-            if cloud.store.is_sqlite:
-                yield
-                return
-            key = zlib.crc32(name.encode())
-            with cloud.store.engine.connect() as conn:
-                if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
-                    raise LockHeld(f"another controller is running '{name}'")
-                try:
-                    yield
-                finally:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def job_lock(cloud: Cloud, name: str) -> Iterator[None]:
+    """Hold the cron job lock ``name`` for the body or raise LockHeld at once if another run holds it."""
+    with run_lock(cloud, name, wait=False):
+        if cloud.store.is_sqlite:
+            yield
+            return
+        key = zlib.crc32(name.encode())
+        with cloud.store.engine.connect() as conn:
+            if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                raise LockHeld(f"another controller is running '{name}'")
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})

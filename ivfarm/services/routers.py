@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -15,6 +13,7 @@ from drivers.network.libvirt_bridge import LibvirtBridgeSegments
 from ivfarm.errors import ConfigError, NetworkError
 from ivfarm.services.addressing import router_ip
 from ivfarm.services.cloud import Cloud
+from ivfarm.services.locks import run_lock
 from ivfarm.services.metadata_records import metadata_records
 from ivfarm.store.models import LIVE_STATES, Address, Farm, Instance, PortForward
 from vrouter.errors import RouterError
@@ -90,17 +89,9 @@ def _hostname_ok(name: str) -> bool:
     return bool(name) and len(name) <= 63 and all(c.isalnum() or c == "-" for c in name) and name[0].isalnum()
 
 
-@contextlib.contextmanager
-def router_lock(cloud: Cloud, vlan: int) -> Iterator[None]:
+def router_lock(cloud: Cloud, vlan: int) -> contextlib.AbstractContextManager[None]:
     """Serialise updates of one router across threads and processes."""
-    lock_dir = cloud.config.state_dir / "run"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"router-{vlan}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return run_lock(cloud, f"router-{vlan}")
 
 
 def sync_router(cloud: Cloud, farm_id: int) -> None:
