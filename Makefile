@@ -45,6 +45,10 @@ services:
 guest:
 	images/build.sh $(GUEST_DIR)
 
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy ivfarm drivers vrouter contextualization
+
 bench: venv
 	for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b | tail -1; done
 

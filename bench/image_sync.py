@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from drivers.hypervisor.testdriver_node import fake_hypervisor
 from drivers.storage.ssh_cache import SshTarget
 from ivfarm.config import build_config
 from ivfarm.services import hosts, image_sync
@@ -29,8 +30,6 @@ from ivfarm.services.images import add_image, show_image
 from tests.integration.sshd_targets import Fleet, start_fleet
 
 COUNTS = [1, 2, 4, 8, 16]
-NODE_XML = "<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>8</cores><threads>1</threads></cpu>" \
-           "<memory>16777216</memory></node>"
 
 
 def build_cloud(state: Path, fleet: Fleet, bwlimit_kbps: int, size_mb: int) -> tuple[Cloud, str]:
@@ -40,9 +39,8 @@ def build_cloud(state: Path, fleet: Fleet, bwlimit_kbps: int, size_mb: int) -> t
     cloud.store.create_all()
     sync_catalog(cloud)
     for index, target in enumerate(fleet.targets):
-        node = state / f"node-{index}.xml"
-        node.write_text(NODE_XML)
-        hosts.add_host(cloud, f"wn-{index:02d}", f"test://{node}", "worker", ssh_target=target.ssh_target,
+        uri = fake_hypervisor(state / f"node-{index}.xml", cpus=8, memory_mb=16384)
+        hosts.add_host(cloud, f"wn-{index:02d}", uri, "worker", ssh_target=target.ssh_target,
                        cache_dir=str(target.cache_dir))
     source = state / "image.raw"
     with source.open("wb") as handle:

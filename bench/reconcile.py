@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from drivers.hypervisor.testdriver_node import fake_hypervisor
 from ivfarm.config import build_config
 from ivfarm.services import enforcement, farms, hosts, instances, provisioning, reconcile
 from ivfarm.services.cloud import Cloud
@@ -19,8 +20,6 @@ from ivfarm.services.images import add_image
 from ivfarm.services.instances import LaunchRequest
 
 HOSTS, FARMS, PER_FARM = 50, 100, 50
-NODE = ("<node><cpu><nodes>1</nodes><sockets>2</sockets><cores>32</cores><threads>2</threads><active>128</active>"
-        "<mhz>2000</mhz><model>i686</model></cpu><memory>{kib}</memory></node>")
 
 
 def build(workdir: Path) -> Cloud:
@@ -33,9 +32,7 @@ def build(workdir: Path) -> Cloud:
     cloud.store.create_all()
     sync_catalog(cloud)
     for index in range(HOSTS):
-        node = workdir / f"hv{index}.xml"
-        node.write_text(NODE.format(kib=512 * 1024 * 1024))
-        hosts.add_host(cloud, f"hv{index:03d}", f"test://{node}", "worker")
+        hosts.add_host(cloud, f"hv{index:03d}", fake_hypervisor(workdir / f"hv{index}.xml", 128, 512 * 1024), "worker")
     disk = workdir / "base.raw"
     disk.write_bytes(b"\0" * 1024 * 1024)
     add_image(cloud, "base", disk, public=True)

@@ -1,27 +1,20 @@
 """Shared fixtures: a cloud on a private state directory, fake hypervisors from libvirt's test driver."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
-
 import functools
 import os
 import shutil
 import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from drivers.hypervisor.testdriver_node import fake_hypervisor
 from ivfarm.config import build_config
 from ivfarm.services.cloud import Cloud
 from ivfarm.services.flavors import sync_catalog
-
-NODE_XML = """<node>
-  <cpu><nodes>1</nodes><sockets>1</sockets><cores>{cpus}</cores><threads>1</threads>
-  <active>{cpus}</active><mhz>2000</mhz><model>i686</model></cpu>
-  <memory>{memory_kib}</memory>
-</node>
-"""
 
 
 def make_cloud(state_dir: Path, **overrides: Any) -> Cloud:
@@ -84,9 +77,7 @@ def fake_host(tmp_path: Path) -> Callable[[str, int, int], str]:
     """Returns a factory of test-driver URIs, each a private fake hypervisor of the given size."""
 
     def factory(name: str, cpus: int = 8, memory_mb: int = 16384) -> str:
-        path = tmp_path / f"{name}.xml"
-        path.write_text(NODE_XML.format(cpus=cpus, memory_kib=memory_mb * 1024))
-        return f"test://{path}"
+        return fake_hypervisor(tmp_path / f"{name}.xml", cpus, memory_mb)
 
     return factory
 

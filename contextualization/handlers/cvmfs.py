@@ -19,8 +19,7 @@ import shlex
 import shutil
 from typing import List, Optional
 
-from contextualization.handlers.runtime import (  # ivfarm: inline
-    Command, Facts, PartHandler, PlanError, Step, WriteFile)
+from contextualization.handlers.runtime import Command, Facts, PartHandler, PlanError, Step, WriteFile  # ivfarm: inline
 
 DEFAULT_LOCAL = "/etc/cvmfs/default.local"
 PACKAGE_MANAGERS = ("dnf", "yum", "apt-get")

@@ -19,7 +19,14 @@ import re
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from contextualization.handlers.runtime import (  # ivfarm: inline
-    AppendLines, Command, Facts, PartHandler, PlanError, Step, probe_output)
+    AppendLines,
+    Command,
+    Facts,
+    PartHandler,
+    PlanError,
+    Step,
+    probe_output,
+)
 
 VGS_COMMAND = ["vgs", "--noheadings", "--units", "m", "-o", "vg_name,vg_size,vg_free"]
 EXTENT_MIB = 4

@@ -55,7 +55,7 @@ def _template() -> jinja2.Template:
 def render_domain(spec: DomainSpec) -> str:
     """The domain XML for ``spec``; every value is XML-escaped by the template engine."""
     targets = [f"vd{chr(ord('a') + index)}" for index in range(len(spec.disks))]
-    disks = [dict(asdict(disk), target=target) for disk, target in zip(spec.disks, targets)]
+    disks = [dict(asdict(disk), target=target) for disk, target in zip(spec.disks, targets, strict=True)]
     values = asdict(spec)
     values.update(disks=disks, title=f"{spec.instance_id} ({spec.farm or 'no farm'})", metadata_ns=METADATA_NS)
     return _template().render(**values)

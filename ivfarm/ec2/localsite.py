@@ -23,13 +23,12 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from drivers.hypervisor.testdriver_node import fake_hypervisor
 from ivfarm.config import load_config
 from ivfarm.services import farms, hosts, images
 from ivfarm.services.cloud import Cloud
 from ivfarm.services.flavors import sync_catalog
 
-NODE_XML = ("<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>{cpus}</cores><threads>1</threads>"
-            "<active>{cpus}</active><mhz>2000</mhz><model>i686</model></cpu><memory>{kib}</memory></node>")
 _READY = re.compile(r"EC2 endpoint on (http://\S+/)")
 
 
@@ -70,10 +69,9 @@ class LocalSite:
     def add_host(self, name: str, cpus: int = 64, memory_mb: int = 262144, host_class: str = "worker",
                  disk_gb: int = 100000) -> None:
         """Register a fake hypervisor of that size (a private test-driver instance)."""
-        node = self.root / "hosts" / f"{name}.xml"
-        node.parent.mkdir(exist_ok=True)
-        node.write_text(NODE_XML.format(cpus=cpus, kib=memory_mb * 1024))
-        hosts.add_host(self.cloud, name, f"test://{node}", host_class, disk_gb=disk_gb)
+        (self.root / "hosts").mkdir(exist_ok=True)
+        uri = fake_hypervisor(self.root / "hosts" / f"{name}.xml", cpus, memory_mb)
+        hosts.add_host(self.cloud, name, uri, host_class, disk_gb=disk_gb)
 
     def add_image(self, name: str, public: bool = True, size_mb: int = 8) -> str:
         """Register a small raw machine image; returns its ami id."""

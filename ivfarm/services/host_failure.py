@@ -105,7 +105,7 @@ def check_hosts(cloud: Cloud, grace_s: float | None = None, dry_run: bool = Fals
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(rows)))) as pool:
         errors = list(pool.map(lambda row: _probe(cloud, row[1]), rows))
     now = utcnow()
-    for (name, uri, host_class, status, since), error in zip(rows, errors):
+    for (name, uri, host_class, status, since), error in zip(rows, errors, strict=True):
         check = HostCheck(name, host_class, not error, status, error=error)
         report.hosts.append(check)
         if status == "fenced":

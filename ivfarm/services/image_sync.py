@@ -21,8 +21,8 @@ from drivers.storage.ssh_cache import CacheError, SshCache, SshTarget
 from ivfarm.errors import InvalidInput, NotFound
 from ivfarm.services import waves
 from ivfarm.services.cloud import Cloud
-from ivfarm.services.locks import run_lock
 from ivfarm.services.images import find_image
+from ivfarm.services.locks import run_lock
 from ivfarm.store.models import Host
 
 # (host, event, detail, fraction or None): checking, present, corrupt, missing, copying, progress, retry, copied, failed

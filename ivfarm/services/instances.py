@@ -135,7 +135,7 @@ def launch(cloud: Cloud, request: LaunchRequest) -> list[Instance]:
         addresses = addressing.allocate(session, farm, count) if farm is not None else [None] * count
         reservation = ids.new_id("reservation")
         instances = []
-        for index, (host, address) in enumerate(zip(placed, addresses)):
+        for index, (host, address) in enumerate(zip(placed, addresses, strict=True)):
             instance_id = ids.new_id("instance")
             instance = Instance(
                 id=instance_id,

@@ -162,7 +162,7 @@ class _Run:
                              lambda s=seen: self.cloud.hypervisor.undefine(s.uri, s.name))
                 elif instance_id not in self.busy and seen.host != placed.get(instance_id):
                     self.act("domain", seen.name, f"stale copy on {seen.host} (the instance lives on "
-                             f"{placed.get(instance_id)})", "remove", lambda s=seen: self._remove_copy(instance_id, s))
+                             f"{placed.get(instance_id)})", "remove", lambda s=seen, i=instance_id: self._remove_copy(i, s))
         for host, uri in self.inventory.reachable.items():
             storage = self.cloud.storage(host_classes[host])
             for kind, names, remove in (

@@ -17,7 +17,8 @@ from ivfarm.services.locks import run_lock
 from ivfarm.services.metadata_records import metadata_records
 from ivfarm.store.models import LIVE_STATES, Address, Farm, Instance, PortForward
 from vrouter.errors import RouterError
-from vrouter.spec import Lease, PortForward as ForwardSpec, RouterSpec
+from vrouter.spec import Lease, RouterSpec
+from vrouter.spec import PortForward as ForwardSpec
 
 if TYPE_CHECKING:
     from vrouter.base import RouterBackend

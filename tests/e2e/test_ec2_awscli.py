@@ -12,7 +12,6 @@ import pytest
 
 from tests.e2e.ec2_support import Ec2Site
 
-
 AWS = Path(sys.executable).with_name("aws")
 
 

@@ -11,7 +11,6 @@ from ivfarm import ids
 from ivfarm.store.models import Image
 from tests.e2e.ec2_support import Ec2Site
 
-
 FAST = {"Delay": 1, "MaxAttempts": 60}
 
 

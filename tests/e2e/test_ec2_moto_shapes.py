@@ -22,7 +22,6 @@ from moto.server import ThreadedMotoServer
 from ivfarm.ec2.localsite import QueryClient
 from tests.e2e.ec2_support import Ec2Site
 
-
 GENERIC = {"item", "value", "key", "code", "name", "message", "status", "return", "requestId", "state"}
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 MODEL = botocore.session.get_session().get_service_model("ec2")

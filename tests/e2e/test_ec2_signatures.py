@@ -15,7 +15,6 @@ from botocore.credentials import Credentials
 
 from tests.e2e.ec2_support import Ec2Site
 
-
 FORM = "application/x-www-form-urlencoded; charset=utf-8"
 PARAMS = {"Action": "DescribeInstances", "Version": "2016-11-15"}
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from drivers.hypervisor.testdriver_node import fake_hypervisor
 from ivfarm.cli.main import cli
 
 IVFARM = str(Path(sys.executable).with_name("ivfarm"))
@@ -58,16 +59,14 @@ def test_commands_refuse_to_run_before_init(ivfarm) -> None:  # type: ignore[no-
 
 
 def test_a_session_of_a_sysadmin(ivfarm, tmp_path: Path, raw_disk: Path) -> None:  # type: ignore[no-untyped-def]
-    node = tmp_path / "node.xml"
-    node.write_text("<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>4</cores><threads>1</threads>"
-                    "<active>4</active><mhz>2000</mhz><model>i686</model></cpu><memory>4194304</memory></node>")
+    uri = fake_hypervisor(tmp_path / "node.xml", cpus=4, memory_mb=4096)
     assert ivfarm("init").returncode == 0
     assert ivfarm("init").returncode == 0  # idempotent
-    added = ivfarm("host", "add", "wn-01", "--uri", f"test://{node}", "--class", "worker")
+    added = ivfarm("host", "add", "wn-01", "--uri", uri, "--class", "worker")
     assert added.returncode == 0 and "4 vCPUs, 4096 MB" in added.stdout
     assert_clean_error(ivfarm("host", "add", "x", "--uri", "qemu+ssh://no-such-host.invalid/system", "--class", "worker"),
                        "cannot connect")
-    assert_clean_error(ivfarm("host", "add", "y", "--uri", f"test://{node}", "--class", "gpu"), "Invalid value")
+    assert_clean_error(ivfarm("host", "add", "y", "--uri", uri, "--class", "gpu"), "Invalid value")
     flavors = {f["name"]: f for f in json.loads(ivfarm("flavor", "list", "-o", "json").stdout)}
     assert (flavors["m1.small"]["vcpus"], flavors["m1.small"]["memory_mb"], flavors["m1.small"]["ephemeral_gb"]) == (1, 512, 0)
     assert (flavors["m1.medium"]["vcpus"], flavors["m1.medium"]["memory_mb"], flavors["m1.medium"]["ephemeral_gb"]) == (2, 2048, 20)

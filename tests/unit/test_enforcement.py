@@ -86,9 +86,6 @@ def test_a_second_run_is_refused_while_the_first_holds_the_lock(crowded) -> None
 
 
 def test_cli_exit_codes_and_json(tmp_path: Path, raw_disk: Path) -> None:
-    node = tmp_path / "node.xml"
-    node.write_text("<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>8</cores><threads>1</threads>"
-                    "<active>8</active><mhz>2000</mhz><model>i686</model></cpu><memory>8388608</memory></node>")
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "vrouter": {"backend": "none"}}))
     ivfarm = [str(Path(sys.executable).with_name("ivfarm")), "--config", str(config)]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from ivfarm.errors import InvalidInput, InvalidState, IvfarmError, NoValidHost, NotFound
+from ivfarm.errors import InvalidInput, InvalidState, IvfarmError, NotFound, NoValidHost
 from ivfarm.services import hosts, instances, provisioning
 from ivfarm.services.cloud import Cloud
 from ivfarm.services.instances import LaunchRequest, domain_name

@@ -9,7 +9,12 @@ import pytest
 from vrouter.errors import RouterError
 from vrouter.netns import NetnsRouter, lan_veth, netns_name, wan_veth
 from vrouter.netns_rules import (
-    DnsmasqPaths, dnsmasq_args, dnsmasq_hosts, iptables_ruleset, metadata_server_args, parse_leases,
+    DnsmasqPaths,
+    dnsmasq_args,
+    dnsmasq_hosts,
+    iptables_ruleset,
+    metadata_server_args,
+    parse_leases,
 )
 from vrouter.public import PublicSegment, client_veth
 from vrouter.spec import Lease, PortForward, RouterSpec

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 from pathlib import Path
 
 import pytest
@@ -114,7 +114,7 @@ def test_spec_error_is_a_router_error_and_value_error() -> None:
 
 def test_frozen() -> None:
     spec = make()
-    with pytest.raises(Exception):
+    with pytest.raises(FrozenInstanceError):
         spec.key = "r1"  # type: ignore[misc]
     assert replace(spec, elastic_target=None).elastic_target is None
 
