@@ -76,7 +76,10 @@ DEFAULTS: dict[str, Any] = {
     "vrouter": {
         "backend": "netns",  # netns | openwrt | none
         "host_uri": "qemu:///system",  # the hypervisor that carries the routers' side of farm segments
-        "openwrt": {"image": None, "ssh_user": "root", "ssh_key": None, "flavor_vcpus": 1, "memory_mb": 150},
+        # The OpenWrt router VM: an admin-registered image that brings its WAN up on the router's public
+        # address (the site's DHCP reserves it for the WAN MAC 02:01:+address) with SSH for ssh_user.
+        "openwrt": {"image": None, "vcpus": 1, "memory_mb": 150, "ssh_user": "root", "ssh_key": None,
+                    "known_hosts": None, "ssh_allow_from": None},
     },
     "quota_defaults": {"instances": 4, "vcpus": 8, "memory_mb": 16384, "disk_gb": 200, "addresses": 1},
     "ec2": {

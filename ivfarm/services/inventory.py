@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from drivers.hypervisor.base import DomainStatus
 from ivfarm.errors import HypervisorError
+from ivfarm.ids import is_valid
 from ivfarm.services.cloud import Cloud
 from ivfarm.store.models import Host
 
@@ -57,7 +58,7 @@ def scan(cloud: Cloud) -> Inventory:
                 continue
             inventory.reachable[name] = uri
             for domain in result:
-                if domain.cloud == cloud.cloud_id and domain.ivfarm_id:
+                if domain.cloud == cloud.cloud_id and domain.ivfarm_id and is_valid(domain.ivfarm_id, "instance"):
                     seen = SeenDomain(name, uri, domain.name, domain.state)
                     inventory.copies.setdefault(domain.ivfarm_id, []).append(seen)
                     if domain.ivfarm_id not in inventory.domains or seen.state == "running":
