@@ -123,6 +123,8 @@ def launch(cloud: Cloud, request: LaunchRequest) -> list[Instance]:
         farm = cloud.store.lock_farm(session, request.farm_id) if request.farm_id is not None else None
         count = request.count
         if farm is not None:
+            if farm.status != "active":
+                raise InvalidState(f"farm {farm.name} is {farm.status}: no new instances")
             count = quotas.admissible_count(session, farm, flavor.vcpus, flavor.memory_mb, disk_gb,
                                             request.count, request.min_count or request.count)
         cloud.store.lock_scheduler(session)

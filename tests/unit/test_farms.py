@@ -123,3 +123,13 @@ def test_delete_removes_every_row_and_domain(farm_with_vms) -> None:  # type: ig
         assert session.query(Instance).count() == 0
         assert session.query(Address).count() == 0
     assert f"ivfarm-net-{farm.vlan}" not in [n.name() for n in cloud.hypervisor.connection(uri).listAllNetworks()]
+
+
+def test_a_farm_being_deleted_takes_no_new_instances(farm_with_vms) -> None:  # type: ignore[no-untyped-def]
+    from ivfarm.errors import InvalidState
+
+    cloud, farm, _ = farm_with_vms
+    with cloud.store.write() as session:
+        session.get(Farm, farm.id).status = "deleting"
+    with pytest.raises(InvalidState, match="deleting"):
+        instances.launch(cloud, LaunchRequest(image="base", flavor="m1.small", farm_id=farm.id))
