@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from drivers.network.base import FarmSegments, bridge_name
 from ivfarm.errors import NetworkError
 
 NETWORK_PREFIX = "ivfarm-net-"
+_DEFINING = threading.Lock()
 _NAME_RE = re.compile(rf"^{NETWORK_PREFIX}(\d+)$")
 
 
@@ -42,23 +44,35 @@ class LibvirtBridgeSegments(FarmSegments):
     def ensure(self, uri: str, vlan: int) -> str:
         conn = self._connect(uri)
         name = f"{NETWORK_PREFIX}{vlan}"
-        try:
-            net = conn.networkLookupByName(name)
-        except libvirt.libvirtError:
+        with _DEFINING:  # VMs of one farm provisioned at once all ensure its segment
             try:
-                net = conn.networkDefineXML(_network_xml(vlan))
+                net = conn.networkLookupByName(name)
+            except libvirt.libvirtError:
+                try:
+                    net = conn.networkDefineXML(_network_xml(vlan))
+                except libvirt.libvirtError as exc:
+                    net = self._lookup(conn, name)  # another process defined it meanwhile
+                    if net is None:
+                        raise NetworkError(f"cannot define farm network {name} on {uri}: "
+                                           f"{exc.get_error_message()}") from exc
+            try:
+                if not net.isActive():
+                    net.create()
+                net.setAutostart(1)
             except libvirt.libvirtError as exc:
-                raise NetworkError(f"cannot define farm network {name} on {uri}: {exc.get_error_message()}") from exc
-        try:
-            if not net.isActive():
-                net.create()
-            net.setAutostart(1)
-        except libvirt.libvirtError as exc:
-            raise NetworkError(f"cannot start farm network {name} on {uri}: {exc.get_error_message()}") from exc
+                if not net.isActive():
+                    raise NetworkError(f"cannot start farm network {name} on {uri}: {exc.get_error_message()}") from exc
         bridge = bridge_name(vlan)
         if uri_is_local(uri) and not uri.startswith("test:"):
             self._harden_local_bridge(bridge, vlan)
         return bridge
+
+    @staticmethod
+    def _lookup(conn: libvirt.virConnect, name: str) -> libvirt.virNetwork | None:
+        try:
+            return conn.networkLookupByName(name)
+        except libvirt.libvirtError:
+            return None
 
     def _harden_local_bridge(self, bridge: str, vlan: int) -> None:
         """No IPv6 (hence no host address at all) on the bridge; the trunk's VLAN in it when configured."""

@@ -1,6 +1,7 @@
 """libvirt storage pools and volumes: the one way ivfarm touches disks on a (possibly remote) host."""
 from __future__ import annotations
 
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
@@ -24,23 +25,45 @@ def pool_xml(name: str, pool_type: str, target: str, source: ET.Element | None =
     return ET.tostring(pool, encoding="unicode")
 
 
-def ensure_pool(conn: libvirt.virConnect, name: str, xml: str, build_flags: int | None = 0) -> libvirt.virStoragePool:
-    """Return the active pool ``name``, defining, building (unless ``build_flags`` is None) and starting it."""
+_DEFINING = threading.Lock()
+
+
+def _active_pool(conn: libvirt.virConnect, name: str) -> libvirt.virStoragePool | None:
     try:
         pool = conn.storagePoolLookupByName(name)
     except libvirt.libvirtError:
+        return None
+    return pool if pool.isActive() else None
+
+
+def ensure_pool(conn: libvirt.virConnect, name: str, xml: str, build_flags: int | None = 0) -> libvirt.virStoragePool:
+    """Return the active pool ``name``, defining, building (unless ``build_flags`` is None) and starting it.
+
+    Safe when threads or processes race to make the same pool: whoever loses finds the winner's.
+    """
+    pool = _active_pool(conn, name)
+    if pool is not None:
+        return pool
+    with _DEFINING:
         try:
-            pool = conn.storagePoolDefineXML(xml, 0)
-            if build_flags is not None:
-                pool.build(build_flags)
-        except libvirt.libvirtError as exc:
-            raise HypervisorError(f"cannot define storage pool {name}: {exc.get_error_message()}") from exc
-        pool.setAutostart(1)
-    if not pool.isActive():
-        try:
-            pool.create(0)
-        except libvirt.libvirtError as exc:
-            raise HypervisorError(f"cannot start storage pool {name}: {exc.get_error_message()}") from exc
+            pool = conn.storagePoolLookupByName(name)
+        except libvirt.libvirtError:
+            try:
+                pool = conn.storagePoolDefineXML(xml, 0)
+                if build_flags is not None:
+                    pool.build(build_flags)
+                pool.setAutostart(1)
+            except libvirt.libvirtError as exc:
+                pool = _active_pool(conn, name)  # another process defined it meanwhile
+                if pool is not None:
+                    return pool
+                raise HypervisorError(f"cannot define storage pool {name}: {exc.get_error_message()}") from exc
+        if not pool.isActive():
+            try:
+                pool.create(0)
+            except libvirt.libvirtError as exc:
+                if not pool.isActive():
+                    raise HypervisorError(f"cannot start storage pool {name}: {exc.get_error_message()}") from exc
     return pool
 
 

@@ -131,3 +131,18 @@ def test_bad_requests_create_nothing(two_classes: Cloud, kwargs: dict, error: ty
         instances.launch(two_classes, LaunchRequest(**{"image": "base", "flavor": "m1.small", **kwargs}))
     with two_classes.store.read() as session:
         assert session.query(Instance).count() == 0
+
+
+def test_concurrent_provisioning_on_a_fresh_host(cloud: Cloud, fake_host: Callable[..., str], base_image) -> None:  # type: ignore[no-untyped-def]
+    """The first VMs of a host make its storage pools and farm segment at once: none may fail for that."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ivfarm.services.farms import FarmRequest, create_farm
+
+    hosts.add_host(cloud, "fresh", fake_host("fresh", cpus=64, memory_mb=65536), "worker")
+    farm = create_farm(cloud, FarmRequest(name="burst", quotas={"instances": 24, "vcpus": 24}))
+    launched = instances.launch(cloud, LaunchRequest(image="base", flavor="m1.tiny", farm_id=farm.id, count=24))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda i: provisioning.provision(cloud, i.id), launched))
+    with cloud.store.read() as session:
+        assert {session.get(Instance, i.id).state for i in launched} == {"running"}
