@@ -90,16 +90,16 @@ CASES: list[tuple[str, Callable[[Any, str, dict[str, Any]], Any], str, str]] = [
     ("DescribeImages", lambda c, x, w: c.describe_images(ImageIds=[x]), "image", "image"),
     ("RunInstances(image)", lambda c, x, w: c.run_instances(ImageId=x, MinCount=1, MaxCount=1), "image", "image"),
 ]
-IP_CASES: list[tuple[str, Callable[[Any, str], Any]]] = [
-    ("DescribeAddresses(ip)", lambda c, x: c.describe_addresses(PublicIps=[x])),
-    ("AssociateAddress(ip)", lambda c, x: c.associate_address(PublicIp=x, InstanceId="i-0123456789abcdef0")),
-    ("DisassociateAddress(ip)", lambda c, x: c.disassociate_address(PublicIp=x)),
-    ("ReleaseAddress(ip)", lambda c, x: c.release_address(PublicIp=x)),
-]
-NAME_CASES: list[tuple[str, Callable[[Any, str], Any]]] = [
-    ("DescribeKeyPairs(name)", lambda c, x: c.describe_key_pairs(KeyNames=[x])),
-    ("RunInstances(key name)", lambda c, x: c.run_instances(ImageId="ami-00000000", MinCount=1, MaxCount=1,
-                                                            KeyName=x)),
+# References that are not ids: (case, key of the other farm's value in `world`, an absent value, call)
+REFERENCE_CASES: list[tuple[str, str, str, Callable[[Any, str], Any]]] = [
+    ("DescribeAddresses(ip)", "public_ip", "203.0.113.77", lambda c, x: c.describe_addresses(PublicIps=[x])),
+    ("AssociateAddress(ip)", "public_ip", "203.0.113.77",
+     lambda c, x: c.associate_address(PublicIp=x, InstanceId="i-0123456789abcdef0")),
+    ("DisassociateAddress(ip)", "public_ip", "203.0.113.77", lambda c, x: c.disassociate_address(PublicIp=x)),
+    ("ReleaseAddress(ip)", "public_ip", "203.0.113.77", lambda c, x: c.release_address(PublicIp=x)),
+    ("DescribeKeyPairs(name)", "key_name", "no-such-key", lambda c, x: c.describe_key_pairs(KeyNames=[x])),
+    ("RunInstances(key name)", "key_name", "no-such-key",
+     lambda c, x: c.run_instances(ImageId="ami-00000000", MinCount=1, MaxCount=1, KeyName=x)),
 ]
 
 
@@ -127,22 +127,12 @@ def test_other_farms_ids_look_absent(ec2_site: Ec2Site, world: dict[str, Any], n
     assert _state(alpha) == before_alpha and _state(beta) == before_beta
 
 
-@pytest.mark.parametrize(("name", "call"), IP_CASES, ids=[c[0] for c in IP_CASES])
-def test_other_farms_addresses_look_absent(ec2_site: Ec2Site, world: dict[str, Any], name: str,
-                                           call: Callable[[Any, str], Any]) -> None:
+@pytest.mark.parametrize(("name", "key", "absent", "call"), REFERENCE_CASES, ids=[c[0] for c in REFERENCE_CASES])
+def test_other_farms_addresses_and_key_names_look_absent(ec2_site: Ec2Site, world: dict[str, Any], name: str, key: str,
+                                                         absent: str, call: Callable[[Any, str], Any]) -> None:
     alpha, beta = ec2_site.client("alpha"), ec2_site.client("beta")
     before = _state(alpha)
-    theirs, absent = world["public_ip"], "203.0.113.77"
-    _same_answer(_error(lambda: call(beta, theirs)), _error(lambda: call(beta, absent)), theirs, absent)
-    assert _state(alpha) == before
-
-
-@pytest.mark.parametrize(("name", "call"), NAME_CASES, ids=[c[0] for c in NAME_CASES])
-def test_other_farms_key_names_look_absent(ec2_site: Ec2Site, world: dict[str, Any], name: str,
-                                           call: Callable[[Any, str], Any]) -> None:
-    alpha, beta = ec2_site.client("alpha"), ec2_site.client("beta")
-    before = _state(alpha)
-    theirs, absent = world["key_name"], "no-such-key"
+    theirs = world[key]
     _same_answer(_error(lambda: call(beta, theirs)), _error(lambda: call(beta, absent)), theirs, absent)
     assert _state(alpha) == before
 
