@@ -48,6 +48,7 @@ guest:
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy ivfarm drivers vrouter contextualization
+	$(VENV)/bin/lint-imports
 
 bench: venv
 	for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b | tail -1; done

@@ -30,7 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ivfarm.ec2.localsite import LocalSite, QueryClient
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.localsite import LocalSite, QueryClient
 
 INSTANCES = 1000
 BATCH = 50

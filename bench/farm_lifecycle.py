@@ -12,11 +12,11 @@ import time
 import uuid
 from pathlib import Path
 
+from ivfarm.cloud import Cloud
 from ivfarm.config import build_config
-from ivfarm.services import farms, hosts
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.flavors import sync_catalog
-from ivfarm.services.routers import public_segment
+from ivfarm.services.compute import hosts
+from ivfarm.services.compute.flavors import sync_catalog
+from ivfarm.services.farms import lifecycle
 
 RUNS = 7
 
@@ -36,14 +36,14 @@ def main() -> None:
     try:
         for run in range(RUNS):
             started = time.perf_counter()
-            farms.create_farm(cloud, farms.FarmRequest(name=f"bench-{run}"))
+            lifecycle.create_farm(cloud, lifecycle.FarmRequest(name=f"bench-{run}"))
             create.append(time.perf_counter() - started)
             started = time.perf_counter()
-            farms.delete_farm(cloud, f"bench-{run}")
+            lifecycle.delete_farm(cloud, f"bench-{run}")
             delete.append(time.perf_counter() - started)
             print(f"run {run}: create {create[-1]:.3f} s, delete {delete[-1]:.3f} s")
     finally:
-        public_segment(cloud).destroy()
+        cloud.public_segment.destroy()
         for pool in cloud.hypervisor.connection("qemu:///system").listAllStoragePools():
             if pool.name().startswith(f"ivb{tag}-"):
                 pool.destroy()

@@ -20,14 +20,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from drivers.hypervisor.testdriver_node import fake_hypervisor
 from drivers.storage.ssh_cache import SshTarget
+from ivfarm.cloud import Cloud
 from ivfarm.config import build_config
-from ivfarm.services import hosts, image_sync
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.flavors import sync_catalog
-from ivfarm.services.images import add_image, show_image
+from ivfarm.services.compute import hosts
+from ivfarm.services.compute.flavors import sync_catalog
+from ivfarm.services.images import image_sync
+from ivfarm.services.images.catalog import add_image, show_image
 from tests.integration.sshd_targets import Fleet, start_fleet
+from tests.support.fake_hypervisors import fake_hypervisor
 
 COUNTS = [1, 2, 4, 8, 16]
 

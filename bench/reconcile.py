@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from drivers.hypervisor.testdriver_node import fake_hypervisor
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ivfarm.cloud import Cloud
 from ivfarm.config import build_config
-from ivfarm.services import enforcement, farms, hosts, instances, provisioning, reconcile
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.flavors import sync_catalog
-from ivfarm.services.images import add_image
-from ivfarm.services.instances import LaunchRequest
+from ivfarm.services.compute import hosts, instances, provisioning
+from ivfarm.services.compute.flavors import sync_catalog
+from ivfarm.services.compute.instances import LaunchRequest
+from ivfarm.services.farms import lifecycle
+from ivfarm.services.images.catalog import add_image
+from ivfarm.services.jobs import enforcement, reconcile
+from tests.support.fake_hypervisors import fake_hypervisor
 
 HOSTS, FARMS, PER_FARM = 50, 100, 50
 
@@ -37,7 +42,7 @@ def build(workdir: Path) -> Cloud:
     disk.write_bytes(b"\0" * 1024 * 1024)
     add_image(cloud, "base", disk, public=True)
     for number in range(FARMS):
-        farm = farms.create_farm(cloud, farms.FarmRequest(name=f"farm-{number:03d}",
+        farm = lifecycle.create_farm(cloud, lifecycle.FarmRequest(name=f"farm-{number:03d}",
                                                           quotas={"instances": PER_FARM, "vcpus": PER_FARM,
                                                                   "memory_mb": PER_FARM * 512}))
         for instance in instances.launch(cloud, LaunchRequest(image="base", flavor="m1.small", farm_id=farm.id,

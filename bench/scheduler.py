@@ -5,7 +5,7 @@ import json
 import random
 import time
 
-from ivfarm.services.scheduler import HostCapacity, Request, Scheduler
+from ivfarm.services.compute.scheduler import HostCapacity, Request, Scheduler
 
 HOSTS = 1000
 REQUESTS = 10000

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from drivers.hypervisor.testdriver_node import fake_hypervisor
+from ivfarm.cloud import Cloud
 from ivfarm.config import build_config
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.flavors import sync_catalog
+from ivfarm.services.compute.flavors import sync_catalog
+from tests.support.fake_hypervisors import fake_hypervisor
 
 
 def make_cloud(state_dir: Path, **overrides: Any) -> Cloud:
@@ -96,7 +96,7 @@ def raw_disk(tmp_path: Path) -> Path:
 @pytest.fixture
 def base_image(cloud: Cloud, raw_disk: Path):  # type: ignore[no-untyped-def]
     """A public raw machine image registered in the cloud."""
-    from ivfarm.services.images import add_image
+    from ivfarm.services.images.catalog import add_image
 
     return add_image(cloud, "base", raw_disk, public=True)
 

@@ -8,9 +8,6 @@ traffic ever reaches a real network.
 from __future__ import annotations
 
 import ipaddress
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,55 +91,3 @@ class PublicSegment:
     def detach(self, veth: str) -> None:
         """Delete a veth end attached with attach() (a missing one is fine)."""
         _sh.link_delete(veth, self.netns)
-
-    # --- public clients (an outside user, for tests and the demo) -----------------------------
-    def add_client(self, name: str, ip: str) -> None:
-        """Create namespace `name` with eth0 = ip on the public segment, default via the gateway."""
-        addr = ipaddress.IPv4Address(ip)
-        if addr not in ipaddress.IPv4Network(self.cidr) or str(addr) == self.gateway:
-            raise RouterError(f"public client address {ip} must be a free host of {self.cidr}")
-        if _sh.netns_exists(name):
-            raise RouterError(f"network namespace {name} already exists")
-        host_end = client_veth(name)
-        _sh.netns_add(name)
-        try:
-            _sh.run(_sh.ns_exec(name, [
-                "sysctl", "-q", "-w",
-                "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1",
-            ]))
-            _sh.ip_batch([f"link add {host_end} type veth peer name eth0 netns {name}"])
-            self.attach(host_end)
-            _sh.ip_batch([
-                "link set lo up",
-                f"address add {ip}/{self.prefix} dev eth0",
-                "link set eth0 up",
-                f"route add default via {self.gateway}",
-            ], name)
-        except Exception:
-            self.remove_client(name)
-            raise
-
-    def remove_client(self, name: str) -> None:
-        _sh.netns_delete(name)
-        self.detach(client_veth(name))
-
-    @contextmanager
-    def client_namespace(self, name: str, ip: str) -> Iterator[str]:
-        """`with segment.client_namespace("pubc1", "198.51.100.50") as ns:` ... removed at exit."""
-        self.add_client(name, ip)
-        try:
-            yield name
-        finally:
-            self.remove_client(name)
-
-
-def client_veth(name: str) -> str:
-    """Host-side veth name of a public client (<= 15 characters whatever the namespace name)."""
-    return f"ivc{zlib.crc32(name.encode()) & 0xFFFFFF:06x}"
-
-
-@contextmanager
-def client_namespace(segment: PublicSegment, name: str, ip: str) -> Iterator[str]:
-    """Function form of PublicSegment.client_namespace."""
-    with segment.client_namespace(name, ip) as ns:
-        yield ns

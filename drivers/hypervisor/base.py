@@ -47,6 +47,10 @@ class Hypervisor(abc.ABC):
         """Open ``uri`` and read capacity; raise HostUnreachable when it cannot be opened."""
 
     @abc.abstractmethod
+    def forget(self, uri: str) -> None:
+        """Drop what is kept about ``uri`` (an open connection) after its host went away."""
+
+    @abc.abstractmethod
     def define_and_start(self, uri: str, xml: str, start: bool = True) -> None:
         """Define a persistent domain from XML and optionally start it."""
 

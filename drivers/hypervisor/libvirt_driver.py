@@ -8,8 +8,9 @@ import xml.etree.ElementTree as ET
 
 import libvirt
 
+from drivers.errors import HostUnreachable, HypervisorError
 from drivers.hypervisor.base import DomainStatus, HostFeatures, HostInfo, Hypervisor
-from ivfarm.errors import HostUnreachable, HypervisorError
+from drivers.uris import uri_is_local
 
 METADATA_NS = "https://ivfarm.org/xmlns/libvirt/1.0"
 METADATA_KEY = "ivfarm"
@@ -26,12 +27,6 @@ _STATES = {
 
 # libvirt prints every error on stderr by default; ivfarm reports them itself.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-
-
-def uri_is_local(uri: str) -> bool:
-    """True when ``uri`` addresses a hypervisor on this machine."""
-    parsed = urllib.parse.urlparse(uri)
-    return parsed.hostname in (None, "", "localhost", "127.0.0.1", "::1")
 
 
 def domain_tags(dom: libvirt.virDomain) -> tuple[str | None, str | None]:

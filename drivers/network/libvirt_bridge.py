@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import libvirt
 
-from drivers.hypervisor.libvirt_driver import uri_is_local
+from drivers.errors import NetworkError
 from drivers.network.base import FarmSegments, bridge_name
-from ivfarm.errors import NetworkError
+from drivers.uris import uri_is_local
 
 NETWORK_PREFIX = "ivfarm-net-"
 _DEFINING = threading.Lock()

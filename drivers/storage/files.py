@@ -10,8 +10,8 @@ from pathlib import Path
 
 import libvirt
 
-from drivers.hypervisor.libvirt_driver import uri_is_local
 from drivers.storage.pools import Connect, delete_volume, download, ensure_pool, pool_xml, upload
+from drivers.uris import uri_is_local
 
 
 class HostFiles:

@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from drivers.errors import DriverConfigError, StorageError
 from drivers.storage.base import BaseImage
 from drivers.storage.pools import (
     Connect,
@@ -25,7 +26,6 @@ from drivers.storage.pools import (
 )
 from drivers.storage.qcow2 import Qcow2DirStorage
 from drivers.storage.transfer import upload_file
-from ivfarm.errors import ConfigError, HypervisorError
 
 FS_NS = "http://libvirt.org/schemas/storagepool/fs/1.0"
 ET.register_namespace("fs", FS_NS)
@@ -52,7 +52,7 @@ class GlusterStorage(Qcow2DirStorage):
     def __init__(self, connect: Connect, volume: str, servers: Sequence[str], mount: Path, pool_name: str,
                  lock_dir: Path) -> None:
         if not volume or not servers:
-            raise ConfigError("storage.service.gluster needs a volume and at least one server in hosts")
+            raise DriverConfigError("storage.service.gluster needs a volume and at least one server in hosts")
         super().__init__(connect, mount, pool_name, shared=True)
         self.volume = volume
         self.servers = tuple(servers)
@@ -83,7 +83,7 @@ class GlusterStorage(Qcow2DirStorage):
                 digest = upload_file(self._connect(uri), pool, name, Path(image.path))
                 if image.sha256 and digest != image.sha256:
                     delete_volume(pool, name)
-                    raise HypervisorError(f"the repository's copy of {image.image_id} is corrupt: "
+                    raise StorageError(f"the repository's copy of {image.image_id} is corrupt: "
                                           f"sha256 {digest}, registered {image.sha256}")
                 upload(self._connect(uri), pool, marker, digest.encode())
         return dataclasses.replace(image, path=pool.storageVolLookupByName(name).path())

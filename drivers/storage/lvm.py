@@ -16,6 +16,7 @@ from pathlib import Path
 
 import libvirt
 
+from drivers.errors import StorageError
 from drivers.storage.base import BaseImage, Disk, ImageCache, Storage, disk_names
 from drivers.storage.pools import (
     Connect,
@@ -26,7 +27,6 @@ from drivers.storage.pools import (
     volume_exists,
 )
 from drivers.storage.transfer import copy_volume
-from ivfarm.errors import HypervisorError
 
 
 def lv_name(name: str) -> str:
@@ -81,7 +81,7 @@ class LvmStorage(Storage):
         try:
             return pool.storageVolLookupByName(path.name)
         except libvirt.libvirtError as exc:
-            raise HypervisorError(f"image {image.image_id} is not in the cache of {uri} ({path})") from exc
+            raise StorageError(f"image {image.image_id} is not in the cache of {uri} ({path})") from exc
 
     def prepare_image(self, uri: str, image: BaseImage) -> BaseImage:
         return self._image_cache(uri, image) if self._image_cache else image
@@ -94,7 +94,7 @@ class LvmStorage(Storage):
         try:
             vol = pool.createXMLFrom(xml, self._cached_volume(uri, image), 0)
         except libvirt.libvirtError as exc:
-            raise HypervisorError(f"cannot create LV {lv_name(name)} on {uri}: {exc.get_error_message()}") from exc
+            raise StorageError(f"cannot create LV {lv_name(name)} on {uri}: {exc.get_error_message()}") from exc
         return self._as_disk(name, vol)
 
     def create_blank(self, uri: str, name: str, size_bytes: int) -> Disk:
@@ -119,7 +119,7 @@ class LvmStorage(Storage):
         try:
             return self._as_disk(name, self._pool(uri).storageVolLookupByName(lv_name(name)))
         except libvirt.libvirtError as exc:
-            raise HypervisorError(f"no LV {lv_name(name)} in {self.volume_group} on {uri}") from exc
+            raise StorageError(f"no LV {lv_name(name)} in {self.volume_group} on {uri}") from exc
 
     def move(self, uri: str, name: str, dest_uri: str) -> Disk:
         source = self._pool(uri)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import libvirt
 
-from ivfarm.errors import HypervisorError
+from drivers.errors import StorageError
 
 Connect = Callable[[str], libvirt.virConnect]
 
@@ -57,13 +57,13 @@ def ensure_pool(conn: libvirt.virConnect, name: str, xml: str, build_flags: int 
                 pool = _active_pool(conn, name)  # another process defined it meanwhile
                 if pool is not None:
                     return pool
-                raise HypervisorError(f"cannot define storage pool {name}: {exc.get_error_message()}") from exc
+                raise StorageError(f"cannot define storage pool {name}: {exc.get_error_message()}") from exc
         if not pool.isActive():
             try:
                 pool.create(0)
             except libvirt.libvirtError as exc:
                 if not pool.isActive():
-                    raise HypervisorError(f"cannot start storage pool {name}: {exc.get_error_message()}") from exc
+                    raise StorageError(f"cannot start storage pool {name}: {exc.get_error_message()}") from exc
     return pool
 
 
@@ -102,7 +102,7 @@ def create_volume(pool: libvirt.virStoragePool, xml: str) -> libvirt.virStorageV
     try:
         return pool.createXML(xml, 0)
     except libvirt.libvirtError as exc:
-        raise HypervisorError(f"cannot create volume {name}: {exc.get_error_message()}") from exc
+        raise StorageError(f"cannot create volume {name}: {exc.get_error_message()}") from exc
 
 
 def delete_volume(pool: libvirt.virStoragePool, name: str) -> None:
@@ -114,7 +114,7 @@ def delete_volume(pool: libvirt.virStoragePool, name: str) -> None:
     try:
         vol.delete(0)
     except libvirt.libvirtError as exc:
-        raise HypervisorError(f"cannot delete volume {name}: {exc.get_error_message()}") from exc
+        raise StorageError(f"cannot delete volume {name}: {exc.get_error_message()}") from exc
 
 
 def volume_exists(pool: libvirt.virStoragePool, name: str) -> bool:

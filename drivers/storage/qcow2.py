@@ -5,6 +5,7 @@ from pathlib import Path
 
 import libvirt
 
+from drivers.errors import StorageError
 from drivers.storage.base import BaseImage, Disk, ImageCache, Storage, disk_names
 from drivers.storage.pools import (
     Connect,
@@ -16,7 +17,6 @@ from drivers.storage.pools import (
     volume_xml,
 )
 from drivers.storage.transfer import copy_volume, physical_size
-from ivfarm.errors import HypervisorError
 
 
 class Qcow2DirStorage(Storage):
@@ -82,7 +82,7 @@ class Qcow2DirStorage(Storage):
     def disk(self, uri: str, name: str) -> Disk:
         vol = self._lookup(uri, name)
         if vol is None:
-            raise HypervisorError(f"no disk {name} in pool {self.pool_name} on {uri}")
+            raise StorageError(f"no disk {name} in pool {self.pool_name} on {uri}")
         return Disk(name=name, path=vol.path(), disk_format="qcow2")
 
     def move(self, uri: str, name: str, dest_uri: str) -> Disk:
@@ -91,7 +91,7 @@ class Qcow2DirStorage(Storage):
         source = self._pool(uri)
         vol = self._lookup(uri, name)
         if vol is None:
-            raise HypervisorError(f"no disk {name} in pool {self.pool_name} on {uri}")
+            raise StorageError(f"no disk {name} in pool {self.pool_name} on {uri}")
         copy_volume(self._connect(uri), vol, self._connect(dest_uri), self._pool(dest_uri),
                     volume_xml(name, max(physical_size(vol), 1), "raw"), sparse=True)
         delete_volume(source, name)

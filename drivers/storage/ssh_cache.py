@@ -14,14 +14,10 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ivfarm.errors import InvalidInput, IvfarmError
+from drivers.errors import CacheError, InvalidArgument
 
 Progress = Callable[[float], None]
 _PERCENT = re.compile(rb"(\d{1,3})%")
-
-
-class CacheError(IvfarmError):
-    """A cache operation on a host failed (SSH, rsync or a checksum mismatch)."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +34,7 @@ class SshTarget:
         user, _, rest = text.rpartition("@")
         host, _, port = rest.partition(":")
         if not host or (port and not port.isdigit()) or any(c.isspace() for c in text):
-            raise InvalidInput(f"invalid SSH target {text!r}: use user@host:port")
+            raise InvalidArgument(f"invalid SSH target {text!r}: use user@host:port")
         return cls(user or "root", host, int(port or 22))
 
     def __str__(self) -> str:

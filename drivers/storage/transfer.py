@@ -6,8 +6,8 @@ from pathlib import Path
 
 import libvirt
 
+from drivers.errors import StorageError
 from drivers.storage.pools import create_volume, volume_xml
-from ivfarm.errors import HypervisorError
 
 CHUNK = 4 * 1024 * 1024
 
@@ -41,7 +41,7 @@ def upload_file(conn: libvirt.virConnect, pool: libvirt.virStoragePool, name: st
     except (libvirt.libvirtError, OSError) as exc:
         _abort(stream)
         vol.delete(0)
-        raise HypervisorError(f"cannot upload {source} as volume {name}: {exc}") from exc
+        raise StorageError(f"cannot upload {source} as volume {name}: {exc}") from exc
     return digest.hexdigest()
 
 
@@ -75,7 +75,7 @@ def copy_volume(
         _abort(down)
         _abort(up)
         dst_vol.delete(0)
-        raise HypervisorError(f"cannot copy volume {name}: {exc}") from exc
+        raise StorageError(f"cannot copy volume {name}: {exc}") from exc
     dst_pool.refresh(0)  # the copy is probed again: a qcow2 overlay shows as qcow2 with its backing file
     return dst_pool.storageVolLookupByName(name)
 

@@ -10,9 +10,9 @@ import click
 
 from ivfarm.cli.context_obj import pass_cloud
 from ivfarm.cli.output import emit_rows
-from ivfarm.services import accounting as service
-from ivfarm.services.accounting import UsageLine
-from ivfarm.services.cloud import Cloud
+from ivfarm.cloud import Cloud
+from ivfarm.services.jobs import accounting as service
+from ivfarm.services.jobs.accounting import UsageLine
 
 
 @click.group()

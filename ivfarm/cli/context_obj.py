@@ -7,8 +7,8 @@ from typing import Any, TypeVar
 
 import click
 
+from ivfarm.cloud import Cloud
 from ivfarm.config import Config, load_config
-from ivfarm.services.cloud import Cloud
 
 F = TypeVar("F", bound=Callable[..., Any])
 

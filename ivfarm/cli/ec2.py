@@ -7,7 +7,8 @@ import sys
 import click
 
 from ivfarm.cli.context_obj import pass_cloud
-from ivfarm.services.cloud import Cloud
+from ivfarm.cloud import Cloud
+from ivfarm.ec2.server import serve as run_server
 
 
 @click.group()
@@ -21,8 +22,6 @@ def ec2() -> None:
 @pass_cloud
 def serve(cloud: Cloud, listen: str | None, threads: int) -> None:
     """Serve the EC2 Query API until SIGTERM (one log line per request on stderr)."""
-    from ivfarm.ec2.server import serve as run_server
-
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
     for name in ("ivfarm.ec2.access", "ivfarm.ec2.server"):

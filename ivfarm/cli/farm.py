@@ -7,8 +7,8 @@ import click
 
 from ivfarm.cli.context_obj import pass_cloud
 from ivfarm.cli.output import emit_record, emit_rows, output_option
-from ivfarm.services import farms
-from ivfarm.services.cloud import Cloud
+from ivfarm.cloud import Cloud
+from ivfarm.services.farms import lifecycle
 
 COLUMNS = ["name", "owner", "status", "cidr", "vlan", "router", "router_ip", "elastic_ips", "instances"]
 
@@ -41,10 +41,10 @@ def farm() -> None:
 def create(cloud: Cloud, name: str, owner: str, cidr: str | None, access_key: str | None, secret_key: str | None,
            router_backend: str | None, **limits: int | None) -> None:
     """Create farm NAME with network, router, public and elastic IP, quotas and EC2 credentials."""
-    created = farms.create_farm(cloud, farms.FarmRequest(
+    created = lifecycle.create_farm(cloud, lifecycle.FarmRequest(
         name=name, owner=owner, cidr=cidr, access_key=access_key, secret_key=secret_key, quotas=limits,
         router_backend=router_backend))
-    summary = farms.farm_summary(cloud, created)
+    summary = lifecycle.farm_summary(cloud, created)
     click.echo(f"farm {created.name}: network {created.cidr}, router {created.router_ip}, "
                f"elastic IP {summary['elastic_ips']}, access key {created.access_key}")
     click.echo(f"  credentials: ivfarm farm credentials {created.name} --output json")
@@ -55,7 +55,7 @@ def create(cloud: Cloud, name: str, owner: str, cidr: str | None, access_key: st
 @pass_cloud
 def list_(cloud: Cloud, output: str) -> None:
     """List farms."""
-    emit_rows([farms.farm_summary(cloud, f) for f in farms.list_farms(cloud)], COLUMNS, output)
+    emit_rows([lifecycle.farm_summary(cloud, f) for f in lifecycle.list_farms(cloud)], COLUMNS, output)
 
 
 @farm.command("show")
@@ -64,7 +64,7 @@ def list_(cloud: Cloud, output: str) -> None:
 @pass_cloud
 def show(cloud: Cloud, name: str, output: str) -> None:
     """Show one farm (without its secret key)."""
-    emit_record(farms.farm_summary(cloud, farms.find_farm(cloud, name)), output)
+    emit_record(lifecycle.farm_summary(cloud, lifecycle.find_farm(cloud, name)), output)
 
 
 @farm.command("credentials")
@@ -73,7 +73,7 @@ def show(cloud: Cloud, name: str, output: str) -> None:
 @pass_cloud
 def credentials(cloud: Cloud, name: str, output: str) -> None:
     """Print the farm's EC2 credentials (hand them to the tenant over a safe channel)."""
-    found = farms.find_farm(cloud, name)
+    found = lifecycle.find_farm(cloud, name)
     if output == "json":
         click.echo(json.dumps({"access_key": found.access_key, "secret_key": found.secret_key}))
     else:
@@ -86,8 +86,8 @@ def credentials(cloud: Cloud, name: str, output: str) -> None:
 @pass_cloud
 def delete(cloud: Cloud, name: str, yes: bool) -> None:
     """Delete farm NAME with every VM, disk, lease, rule, namespace, bridge and record."""
-    farms.find_farm(cloud, name)
+    lifecycle.find_farm(cloud, name)
     if not yes:
         click.confirm(f"delete farm {name} and everything in it?", abort=True)
-    removed = farms.delete_farm(cloud, name)
+    removed = lifecycle.delete_farm(cloud, name)
     click.echo(f"farm {name} deleted ({removed} instance(s) terminated)")

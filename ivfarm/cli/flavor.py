@@ -5,8 +5,8 @@ import click
 
 from ivfarm.cli.context_obj import pass_cloud
 from ivfarm.cli.output import emit_record, emit_rows, output_option
-from ivfarm.services import flavors
-from ivfarm.services.cloud import Cloud
+from ivfarm.cloud import Cloud
+from ivfarm.services.compute import flavors
 from ivfarm.store.models import Flavor
 
 COLUMNS = ["name", "vcpus", "memory_mb", "root_gb", "ephemeral_gb", "builtin", "description"]

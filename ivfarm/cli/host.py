@@ -9,8 +9,8 @@ import click
 
 from ivfarm.cli.context_obj import pass_cloud
 from ivfarm.cli.output import emit_record, emit_rows, output_option
-from ivfarm.services import hosts, migration
-from ivfarm.services.cloud import Cloud
+from ivfarm.cloud import Cloud
+from ivfarm.services.compute import hosts, migration
 
 COLUMNS = ["name", "host_class", "enabled", "status", "uri", "used_cpus", "schedulable_cpus",
            "used_memory_mb", "schedulable_memory_mb", "used_disk_gb", "disk_gb", "instances"]

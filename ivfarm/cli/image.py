@@ -10,8 +10,8 @@ import click
 from ivfarm.cli.context_obj import pass_cloud
 from ivfarm.cli.output import emit_record, emit_rows, output_option
 from ivfarm.cli.sync_progress import SyncProgress
-from ivfarm.services import image_sync, images
-from ivfarm.services.cloud import Cloud
+from ivfarm.cloud import Cloud
+from ivfarm.services.images import catalog, image_sync
 from ivfarm.store.models import Image
 
 COLUMNS = ["id", "name", "kind", "disk_format", "size_bytes", "public", "kernel_id", "ramdisk_id", "sha256"]
@@ -44,7 +44,7 @@ def image() -> None:
 def add(cloud: Cloud, name: str, file: Path, kind: str, disk_format: str | None, public: bool, ami_id: str | None,
         kernel: str | None, ramdisk: str | None, cmdline: str, description: str) -> None:
     """Copy --file into the repository as image NAME (its SHA-256 is recorded)."""
-    created = images.add_image(cloud, name, file, kind, disk_format, public, ami_id, kernel, ramdisk, cmdline, description)
+    created = catalog.add_image(cloud, name, file, kind, disk_format, public, ami_id, kernel, ramdisk, cmdline, description)
     click.echo(f"{created.id} {created.name} ({created.kind}, {created.disk_format}, sha256 {created.sha256[:12]}…)")
 
 
@@ -53,7 +53,7 @@ def add(cloud: Cloud, name: str, file: Path, kind: str, disk_format: str | None,
 @pass_cloud
 def list_(cloud: Cloud, output: str) -> None:
     """List images."""
-    emit_rows([_record(i) for i in images.list_images(cloud)], COLUMNS, output)
+    emit_rows([_record(i) for i in catalog.list_images(cloud)], COLUMNS, output)
 
 
 @image.command("show")
@@ -62,7 +62,7 @@ def list_(cloud: Cloud, output: str) -> None:
 @pass_cloud
 def show(cloud: Cloud, image_ref: str, output: str) -> None:
     """Show one image (by id or name)."""
-    emit_record(_record(images.show_image(cloud, image_ref), full=True), output)
+    emit_record(_record(catalog.show_image(cloud, image_ref), full=True), output)
 
 
 @image.command("publish")
@@ -70,7 +70,7 @@ def show(cloud: Cloud, image_ref: str, output: str) -> None:
 @pass_cloud
 def publish(cloud: Cloud, image_ref: str) -> None:
     """Make IMAGE visible to every farm."""
-    images.set_public(cloud, image_ref, True)
+    catalog.set_public(cloud, image_ref, True)
     click.echo(f"image {image_ref} is public")
 
 
@@ -79,7 +79,7 @@ def publish(cloud: Cloud, image_ref: str) -> None:
 @pass_cloud
 def unpublish(cloud: Cloud, image_ref: str) -> None:
     """Hide IMAGE from farms (running instances keep running)."""
-    images.set_public(cloud, image_ref, False)
+    catalog.set_public(cloud, image_ref, False)
     click.echo(f"image {image_ref} is private")
 
 
@@ -114,5 +114,5 @@ def sync(cloud: Cloud, image_ref: str, host_names: tuple[str, ...], fanout: int 
 @pass_cloud
 def remove(cloud: Cloud, image_ref: str) -> None:
     """Remove IMAGE (refused while an instance uses it)."""
-    images.remove_image(cloud, image_ref)
+    catalog.remove_image(cloud, image_ref)
     click.echo(f"image {image_ref} removed")

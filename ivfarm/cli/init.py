@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ivfarm.cli.context_obj import AppContext
-from ivfarm.services.flavors import sync_catalog
+from ivfarm.services.compute.flavors import sync_catalog
 
 
 @click.command()

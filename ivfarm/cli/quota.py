@@ -9,10 +9,11 @@ import click
 from ivfarm.cli.context_obj import pass_cloud
 from ivfarm.cli.farm import quota_options
 from ivfarm.cli.output import emit_rows, output_option
+from ivfarm.cloud import Cloud
 from ivfarm.errors import IvfarmError
-from ivfarm.services import enforcement, quotas
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.farms import farm_by_name
+from ivfarm.services.farms.lifecycle import farm_by_name
+from ivfarm.services.jobs import enforcement
+from ivfarm.services.tenancy import quotas
 
 
 @click.group()

@@ -8,9 +8,9 @@ import click
 
 from ivfarm.cli.context_obj import pass_cloud
 from ivfarm.cli.output import output_option
+from ivfarm.cloud import Cloud
 from ivfarm.errors import IvfarmError
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.reconcile import reconcile as run_reconcile
+from ivfarm.services.jobs.reconcile import reconcile as run_reconcile
 
 
 @click.command()

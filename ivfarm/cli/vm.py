@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from ivfarm.cli.context_obj import pass_cloud
 from ivfarm.cli.output import emit_record, emit_rows, output_option
-from ivfarm.services import instances, migration, provisioning
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.farms import find_farm
+from ivfarm.cloud import Cloud
+from ivfarm.services.compute import instances, migration, provisioning
+from ivfarm.services.farms.lifecycle import find_farm
 from ivfarm.store.models import Instance
 
 COLUMNS = ["id", "name", "state", "farm", "host", "host_class", "flavor", "image", "ip"]

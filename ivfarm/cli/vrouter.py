@@ -5,10 +5,11 @@ import click
 
 from ivfarm.cli.context_obj import pass_cloud
 from ivfarm.cli.output import emit_rows, output_option
-from ivfarm.services import elastic_ips, port_forwards
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.farms import find_farm
-from ivfarm.services.instances import find_instance
+from ivfarm.cloud import Cloud
+from ivfarm.services.compute.instances import find_instance
+from ivfarm.services.farms import elastic_ips
+from ivfarm.services.farms.lifecycle import find_farm
+from ivfarm.services.network import port_forwards
 
 
 @click.group()

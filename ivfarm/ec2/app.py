@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 
+from ivfarm.cloud import Cloud
 from ivfarm.ec2 import handlers  # noqa: F401 - registers every action
 from ivfarm.ec2.auth import SIGV2_PARAMS, Principal, SignedRequest, authenticate
 from ivfarm.ec2.context import RequestContext
@@ -19,7 +20,6 @@ from ivfarm.ec2.provisioner import Provisioner
 from ivfarm.ec2.registry import ACTIONS
 from ivfarm.ec2.serializer import render, render_error
 from ivfarm.errors import IvfarmError
-from ivfarm.services.cloud import Cloud
 from ivfarm.store.models import Farm
 
 log = logging.getLogger(__name__)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ivfarm.cloud import Cloud
 from ivfarm.ec2.auth import Principal
 from ivfarm.ec2.errors import dry_run_ok
 from ivfarm.ec2.provisioner import Provisioner
-from ivfarm.services.cloud import Cloud
 from ivfarm.store.models import HOST_CLASSES
 
 

@@ -12,8 +12,8 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from ivfarm.services import instances, provisioning
-from ivfarm.services.cloud import Cloud
+from ivfarm.cloud import Cloud
+from ivfarm.services.compute import instances, provisioning
 
 log = logging.getLogger(__name__)
 

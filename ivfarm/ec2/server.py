@@ -14,10 +14,10 @@ from typing import Any
 
 from waitress import create_server, wasyncore
 
+from ivfarm.cloud import Cloud
 from ivfarm.ec2.app import Ec2App
 from ivfarm.ec2.provisioner import Provisioner
 from ivfarm.errors import ConfigError
-from ivfarm.services.cloud import Cloud
 
 log = logging.getLogger("ivfarm.ec2.server")
 DRAIN_S = 30.0

@@ -16,7 +16,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from ivfarm.ec2.localsite import FarmKeys, LocalSite, QueryClient
+from tests.support.localsite import FarmKeys, LocalSite, QueryClient
 
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 

@@ -17,9 +17,9 @@ import pytest
 import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
-from ivfarm.ec2.localsite import LocalSite
-from ivfarm.services import quotas
+from ivfarm.services.tenancy import quotas
 from tests.e2e.ec2_support import NO_RETRIES
+from tests.support.localsite import LocalSite
 
 REQUESTS = 50
 QUOTA = 10

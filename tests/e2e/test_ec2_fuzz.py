@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ivfarm import ids
-from ivfarm.ec2.localsite import QueryClient
 from tests.e2e.ec2_support import start_site
+from tests.support.localsite import QueryClient
 
 FAST = {"Delay": 1, "MaxAttempts": 60}
 _REQUEST_ID = re.compile(rb"<requestId>[^<]*</requestId>")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from ivfarm.services.farms import find_farm
+from ivfarm.services.farms.lifecycle import find_farm
 from tests.e2e.ec2_support import Ec2Site, error_code, wait_for
 
 FAST = {"Delay": 1, "MaxAttempts": 60}

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from moto.server import ThreadedMotoServer
 
-from ivfarm.ec2.localsite import QueryClient
 from tests.e2e.ec2_support import Ec2Site
+from tests.support.localsite import QueryClient
 
 GENERIC = {"item", "value", "key", "code", "name", "message", "status", "return", "requestId", "state"}
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from ivfarm.services.flavors import add_flavor
+from ivfarm.services.compute.flavors import add_flavor
 from tests.e2e.ec2_support import Ec2Site, error_code
 
 FAST = {"Delay": 1, "MaxAttempts": 60}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from ivfarm.services.cloud import Cloud
+from ivfarm.cloud import Cloud
 
 IVFARM = str(Path(sys.executable).with_name("ivfarm"))
 

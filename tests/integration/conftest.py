@@ -18,11 +18,12 @@ from typing import Any
 import libvirt
 import pytest
 
+from ivfarm.cloud import Cloud
 from ivfarm.config import build_config
-from ivfarm.services import farms, hosts, images, provisioning
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.flavors import sync_catalog
-from ivfarm.services.routers import public_segment
+from ivfarm.services.compute import hosts, provisioning
+from ivfarm.services.compute.flavors import sync_catalog
+from ivfarm.services.farms import lifecycle
+from ivfarm.services.images import catalog
 from ivfarm.store.models import Farm, Instance
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,9 +42,9 @@ def guest_dir() -> Path:
 def register_guest(cloud: Cloud, guest: Path) -> str:
     """Register the guest's kernel, initrd and root disk; returns the machine image's id."""
     manifest = json.loads((guest / "manifest.json").read_text())
-    kernel = images.add_image(cloud, "guest-kernel", guest / "vmlinuz", kind="kernel", public=True)
-    initrd = images.add_image(cloud, "guest-initrd", guest / "initrd.img", kind="ramdisk", public=True)
-    machine = images.add_image(cloud, "guest", guest / "rootfs.raw", public=True, kernel=kernel.id,
+    kernel = catalog.add_image(cloud, "guest-kernel", guest / "vmlinuz", kind="kernel", public=True)
+    initrd = catalog.add_image(cloud, "guest-initrd", guest / "initrd.img", kind="ramdisk", public=True)
+    machine = catalog.add_image(cloud, "guest", guest / "rootfs.raw", public=True, kernel=kernel.id,
                                ramdisk=initrd.id, cmdline=manifest["cmdline"])
     return machine.id
 
@@ -66,11 +67,11 @@ def teardown_cloud(cloud: Cloud) -> None:
         farm_names = [f.name for f in session.query(Farm)]
         loose = [i.id for i in session.query(Instance).filter(Instance.farm_id.is_(None), Instance.state != "terminated")]
     for name in farm_names:
-        farms.delete_farm(cloud, name)
+        lifecycle.delete_farm(cloud, name)
     for instance_id in loose:
         provisioning.terminate(cloud, instance_id)
     if cloud.config.get("vrouter.backend") == "netns":
-        public_segment(cloud).destroy()
+        cloud.public_segment.destroy()
     cloud.store.dispose()
     _remove_pools(cloud.cloud_id)
     shutil.rmtree(cloud.config.state_dir, ignore_errors=True)
@@ -116,7 +117,7 @@ def real_cloud_factory(guest_dir: Path) -> Iterator[Callable[..., Cloud]]:
 
 def wait_for_console(cloud: Cloud, instance_id: str, marker: str, timeout_s: float = 90.0) -> str:
     """Wait until the instance's serial log contains ``marker``; returns the log."""
-    from ivfarm.services.instances import console_output
+    from ivfarm.services.compute.instances import console_output
 
     deadline = time.monotonic() + timeout_s
     text = ""

@@ -14,7 +14,7 @@ import boto3
 import yaml
 from botocore.config import Config
 
-from ivfarm.services.cloud import Cloud
+from ivfarm.cloud import Cloud
 from ivfarm.store.models import Farm
 
 

@@ -9,7 +9,7 @@ import uuid
 import libvirt
 import pytest
 
-from ivfarm.services.instances import domain_name
+from ivfarm.services.compute.instances import domain_name
 
 _NOISE = re.compile(r"IVFARM-GUEST: tick \d+")
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from ivfarm.cloud import Cloud
 from ivfarm.errors import IvfarmError
-from ivfarm.services import hosts, provisioning
-from ivfarm.services.cloud import Cloud
+from ivfarm.services.compute import hosts, provisioning
 from ivfarm.store.models import Instance
 from tests.integration import second_libvirtd
 from tests.integration.conftest import TEST_ROOT

@@ -9,7 +9,9 @@ import time
 import libvirt
 import pytest
 
-from ivfarm.services import farms, quotas, reconcile
+from ivfarm.services.farms import lifecycle
+from ivfarm.services.jobs import reconcile
+from ivfarm.services.tenancy import quotas
 from ivfarm.store.models import Instance
 from tests.integration.ec2_server import ec2_server, farm_client
 
@@ -32,7 +34,7 @@ def cloud_domains(cloud_id: str) -> dict[str, bool]:
 
 def test_reconcile_after_the_server_is_killed_mid_provisioning(real_cloud_factory) -> None:  # type: ignore[no-untyped-def]
     cloud = real_cloud_factory(router="netns", ec2={"provision_workers": 1})
-    farm = farms.create_farm(cloud, farms.FarmRequest(name="crash", quotas={"instances": 10, "vcpus": 10}))
+    farm = lifecycle.create_farm(cloud, lifecycle.FarmRequest(name="crash", quotas={"instances": 10, "vcpus": 10}))
     with ec2_server(cloud) as (endpoint, server):
         client = farm_client(endpoint, farm)
         ami = next(i["ImageId"] for i in client.describe_images()["Images"] if i["Name"] == "guest")

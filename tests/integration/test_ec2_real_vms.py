@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from ivfarm.services import farms
-from ivfarm.services.routers import public_segment
+from ivfarm.services.farms import lifecycle
 from tests.integration.ec2_server import ec2_server, farm_client
+from tests.support.public_clients import client_namespace
 
 pytestmark = [pytest.mark.root, pytest.mark.libvirtd, pytest.mark.vm]
 
@@ -29,8 +29,8 @@ def wait_console(client, instance_id: str, marker: str, timeout_s: float = 120) 
 
 def test_user_data_console_output_and_elastic_ip(real_cloud_factory) -> None:  # type: ignore[no-untyped-def]
     cloud = real_cloud_factory(router="netns")
-    farm = farms.create_farm(cloud, farms.FarmRequest(name="ec2vm"))
-    with ec2_server(cloud) as (endpoint, _), public_segment(cloud).client_namespace("ivtec2c", "198.51.100.201") as ns:
+    farm = lifecycle.create_farm(cloud, lifecycle.FarmRequest(name="ec2vm"))
+    with ec2_server(cloud) as (endpoint, _), client_namespace(cloud.public_segment, "ivtec2c", "198.51.100.201") as ns:
         client = farm_client(endpoint, farm)
         ami = next(i["ImageId"] for i in client.describe_images()["Images"] if i["Name"] == "guest")
         [instance] = client.run_instances(ImageId=ami, InstanceType="m1.tiny", MinCount=1, MaxCount=1,

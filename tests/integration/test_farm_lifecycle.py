@@ -6,9 +6,9 @@ import subprocess
 import libvirt
 import pytest
 
+from ivfarm.cloud import Cloud
 from ivfarm.errors import IvfarmError
-from ivfarm.services import farms
-from ivfarm.services.cloud import Cloud
+from ivfarm.services.farms import lifecycle
 from ivfarm.store.models import Address, Farm
 
 pytestmark = [pytest.mark.root, pytest.mark.libvirtd]
@@ -38,9 +38,9 @@ def leftovers(cloud: Cloud, vlan: int) -> list[str]:
 
 def test_create_then_delete_leaves_nothing(real_cloud_factory) -> None:  # type: ignore[no-untyped-def]
     cloud = real_cloud_factory(router="netns")
-    farm = farms.create_farm(cloud, farms.FarmRequest(name="short-lived"))
+    farm = lifecycle.create_farm(cloud, lifecycle.FarmRequest(name="short-lived"))
     assert set(leftovers(cloud, farm.vlan)) >= {"namespace", "libvirt network", "dnsmasq"}
-    farms.delete_farm(cloud, "short-lived")
+    lifecycle.delete_farm(cloud, "short-lived")
     assert leftovers(cloud, farm.vlan) == []
     with cloud.store.read() as session:
         assert session.query(Farm).count() == 0 and session.query(Address).count() == 0
@@ -53,25 +53,24 @@ def test_a_router_that_cannot_be_built_rolls_everything_back(real_cloud_factory)
     subprocess.run(["ip", "link", "add", squatter, "type", "bridge"], check=True)
     try:
         with pytest.raises(IvfarmError):
-            farms.create_farm(cloud, farms.FarmRequest(name="doomed"))
-        assert farms.list_farms(cloud) == []
+            lifecycle.create_farm(cloud, lifecycle.FarmRequest(name="doomed"))
+        assert lifecycle.list_farms(cloud) == []
         assert [item for item in leftovers(cloud, vlan) if item != f"link {squatter}"] == []
         with cloud.store.read() as session:
             assert session.query(Address).count() == 0
     finally:
         subprocess.run(["ip", "link", "del", squatter], check=False)
-    assert farms.create_farm(cloud, farms.FarmRequest(name="doomed")).vlan == vlan
+    assert lifecycle.create_farm(cloud, lifecycle.FarmRequest(name="doomed")).vlan == vlan
 
 
 def test_reconcile_rebuilds_a_lost_router_and_removes_an_orphan_one(real_cloud_factory) -> None:  # type: ignore[no-untyped-def]
-    from ivfarm.services import reconcile
-    from ivfarm.services.routers import make_backend
+    from ivfarm.services.jobs import reconcile
 
     cloud = real_cloud_factory(router="netns")
-    farm = farms.create_farm(cloud, farms.FarmRequest(name="survivor"))
-    backend = make_backend(cloud, "netns")
+    farm = lifecycle.create_farm(cloud, lifecycle.FarmRequest(name="survivor"))
+    backend = cloud.router_backend("netns")
     backend.destroy(f"r{farm.vlan}")  # as after a reboot of the router host
-    doomed = farms.create_farm(cloud, farms.FarmRequest(name="forgotten"))
+    doomed = lifecycle.create_farm(cloud, lifecycle.FarmRequest(name="forgotten"))
     with cloud.store.write() as session:  # the store lost this farm, its router stayed behind
         session.query(Address).filter_by(farm_id=doomed.id).delete()
         session.query(Farm).filter_by(id=doomed.id).delete()

@@ -14,13 +14,15 @@ from collections.abc import Iterator
 import libvirt
 import pytest
 
-from ivfarm.services import elastic_ips, farms, instances, port_forwards, provisioning
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.instances import LaunchRequest
-from ivfarm.services.routers import public_segment
+from ivfarm.cloud import Cloud
+from ivfarm.services.compute import instances, provisioning
+from ivfarm.services.compute.instances import LaunchRequest
+from ivfarm.services.farms import elastic_ips, lifecycle
+from ivfarm.services.network import port_forwards
 from ivfarm.store.models import Address, Farm, Instance
 from tests.integration.conftest import wait_for_console
 from tests.integration.guest import guest_exec
+from tests.support.public_clients import client_namespace
 
 pytestmark = [pytest.mark.root, pytest.mark.libvirtd, pytest.mark.vm]
 
@@ -52,7 +54,7 @@ def http_from_client(namespace: str, url: str) -> str:
 @pytest.fixture
 def public_client(request: pytest.FixtureRequest) -> Iterator[tuple[str, Cloud]]:
     cloud: Cloud = request.getfixturevalue("cloud_with_farms")[0]
-    with public_segment(cloud).client_namespace("ivtclient", CLIENT_IP) as namespace:
+    with client_namespace(cloud.public_segment, "ivtclient", CLIENT_IP) as namespace:
         server = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-c", ECHO_SERVER])
         time.sleep(0.5)
         try:
@@ -65,7 +67,7 @@ def public_client(request: pytest.FixtureRequest) -> Iterator[tuple[str, Cloud]]
 @pytest.fixture
 def cloud_with_farms(real_cloud_factory) -> tuple[Cloud, Farm, Farm]:  # type: ignore[no-untyped-def]
     cloud = real_cloud_factory(router="netns")
-    return cloud, farms.create_farm(cloud, farms.FarmRequest(name="alpha")), farms.create_farm(cloud, farms.FarmRequest(name="beta"))
+    return cloud, lifecycle.create_farm(cloud, lifecycle.FarmRequest(name="alpha")), lifecycle.create_farm(cloud, lifecycle.FarmRequest(name="beta"))
 
 
 def test_two_farms_isolation_antispoofing_elastic_ip_and_delete(cloud_with_farms, public_client) -> None:  # type: ignore[no-untyped-def]
@@ -107,7 +109,7 @@ def test_two_farms_isolation_antispoofing_elastic_ip_and_delete(cloud_with_farms
     assert status != 0
 
     # deleting farm alpha leaves nothing of it; beta is untouched
-    farms.delete_farm(cloud, "alpha")
+    lifecycle.delete_farm(cloud, "alpha")
     conn = libvirt.open("qemu:///system")
     try:
         names = [d.name() for d in conn.listAllDomains()]

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from drivers.storage.base import disk_names
-from ivfarm.services import hosts, instances, provisioning
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.images import add_image, show_image
-from ivfarm.services.instances import LaunchRequest
+from ivfarm.cloud import Cloud
+from ivfarm.services.compute import hosts, instances, provisioning
+from ivfarm.services.compute.instances import LaunchRequest
+from ivfarm.services.images.catalog import add_image, show_image
 from tests.conftest import make_cloud
 from tests.integration.cli import ivfarm
 from tests.integration.conftest import TEST_ROOT

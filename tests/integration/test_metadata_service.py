@@ -12,9 +12,11 @@ import secrets
 
 import pytest
 
-from ivfarm.services import elastic_ips, farms, instances, keypairs, provisioning
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.instances import LaunchRequest
+from ivfarm.cloud import Cloud
+from ivfarm.services.compute import instances, provisioning
+from ivfarm.services.compute.instances import LaunchRequest
+from ivfarm.services.farms import elastic_ips, lifecycle
+from ivfarm.services.tenancy import keypairs
 from ivfarm.store.models import Farm, Instance
 from tests.integration.conftest import wait_for_console
 from tests.integration.guest import guest_exec
@@ -50,8 +52,8 @@ def leaves(instance_id: str) -> dict[str, str]:
 
 def test_each_vm_gets_only_its_own_metadata(real_cloud_factory) -> None:  # type: ignore[no-untyped-def]
     cloud = real_cloud_factory(router="netns")
-    alpha = farms.create_farm(cloud, farms.FarmRequest(name="alpha"))
-    beta = farms.create_farm(cloud, farms.FarmRequest(name="beta"))
+    alpha = lifecycle.create_farm(cloud, lifecycle.FarmRequest(name="alpha"))
+    beta = lifecycle.create_farm(cloud, lifecycle.FarmRequest(name="beta"))
     pair = keypairs.create_key_pair(cloud, alpha.id, "alice", "ed25519").pair
     token = secrets.token_hex(4)
     # the guest computes 42, so only the script's output (not its text) carries the marker

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import libvirt
 import pytest
 
-from ivfarm.services import hosts, instances, migration, provisioning
-from ivfarm.services.host_failure import check_hosts
-from ivfarm.services.instances import LaunchRequest, domain_name
+from ivfarm.services.compute import hosts, instances, migration, provisioning
+from ivfarm.services.compute.host_failure import check_hosts
+from ivfarm.services.compute.instances import LaunchRequest, domain_name
 from ivfarm.store.models import Instance
 from tests.integration import multihost, second_libvirtd
 from tests.integration.conftest import TEST_ROOT, wait_for_console

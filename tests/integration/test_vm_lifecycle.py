@@ -6,8 +6,8 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from ivfarm.services import instances, provisioning
-from ivfarm.services.instances import LaunchRequest, domain_name
+from ivfarm.services.compute import instances, provisioning
+from ivfarm.services.compute.instances import LaunchRequest, domain_name
 from ivfarm.store.models import Instance
 from tests.integration.conftest import wait_for_console
 

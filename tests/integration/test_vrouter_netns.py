@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.public_clients import add_client, remove_client
 from vrouter import _sh
 from vrouter.errors import RouterError
 from vrouter.netns import NetnsRouter, netns_name
@@ -114,8 +115,8 @@ class World:
         return name
 
     def client(self, name: str, ip: str) -> str:
-        self.later(PUB.remove_client, name)
-        PUB.add_client(name, ip)
+        self.later(remove_client, PUB, name)
+        add_client(PUB, name, ip)
         return name
 
     def serve(self, ns: str, code: str, *args: str) -> None:

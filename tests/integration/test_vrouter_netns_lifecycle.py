@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.public_clients import client_namespace, client_veth
 from vrouter import _sh
 from vrouter.errors import RouterError
 from vrouter.netns import NetnsRouter, lan_veth, netns_name, wan_veth
-from vrouter.public import PublicSegment, client_namespace, client_veth
+from vrouter.public import PublicSegment
 from vrouter.spec import Lease, PortForward, RouterSpec
 
 pytestmark = pytest.mark.root  # tests/conftest.py skips it (or fails it in CI) when unmet

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.public_clients import add_client, remove_client
 from vrouter import _sh
 from vrouter.errors import RouterError
 from vrouter.imds import METADATA_IP
@@ -107,8 +108,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         vm(cleanups, f"ivt{SFX}ma1", SPEC_A.leases[0], SPEC_A)
         vm(cleanups, f"ivt{SFX}ma2", SPEC_A.leases[1], SPEC_A)
         vm(cleanups, f"ivt{SFX}mb1", SPEC_B.leases[0], SPEC_B)
-        cleanups.callback(PUB.remove_client, f"ivt{SFX}mcli")
-        PUB.add_client(f"ivt{SFX}mcli", CLIENT_IP)
+        cleanups.callback(remove_client, PUB, f"ivt{SFX}mcli")
+        add_client(PUB, f"ivt{SFX}mcli", CLIENT_IP)
         router.publish_metadata(SPEC_A.key, {"10.97.1.5": record("i-a1", "10.97.1.5", b"#!/bin/sh\necho A-SECRET\n")})
         router.publish_metadata(SPEC_B.key, {"10.97.2.5": record("i-b1", "10.97.2.5", None)})
         yield World(router, cleanups)

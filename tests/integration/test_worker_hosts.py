@@ -7,10 +7,10 @@ import sys
 import pytest
 
 from drivers.storage.base import disk_names
-from ivfarm.services import hosts, instances, provisioning
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.host_failure import check_hosts
-from ivfarm.services.instances import LaunchRequest
+from ivfarm.cloud import Cloud
+from ivfarm.services.compute import hosts, instances, provisioning
+from ivfarm.services.compute.host_failure import check_hosts
+from ivfarm.services.compute.instances import LaunchRequest
 from ivfarm.store.models import Instance
 from tests.integration import multihost, second_libvirtd
 from tests.integration.cli import ivfarm

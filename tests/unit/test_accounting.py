@@ -9,10 +9,12 @@ from collections.abc import Callable
 import pytest
 from click.testing import CliRunner
 
-from ivfarm.services import accounting, farms, hosts, instances, provisioning
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.farms import FarmRequest
-from ivfarm.services.instances import LaunchRequest
+from ivfarm.cloud import Cloud
+from ivfarm.services.compute import hosts, instances, provisioning
+from ivfarm.services.compute.instances import LaunchRequest
+from ivfarm.services.farms import lifecycle
+from ivfarm.services.farms.lifecycle import FarmRequest
+from ivfarm.services.jobs import accounting
 from ivfarm.store.models import Address, Instance
 
 T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.timezone.utc)
@@ -22,7 +24,7 @@ HOUR = dt.timedelta(hours=1)
 @pytest.fixture
 def accounted(cloud: Cloud, fake_host: Callable[..., str], base_image) -> tuple[Cloud, str, str]:  # type: ignore[no-untyped-def]
     hosts.add_host(cloud, "w", fake_host("w"), "worker")
-    farm = farms.create_farm(cloud, FarmRequest(name="lab"))
+    farm = lifecycle.create_farm(cloud, FarmRequest(name="lab"))
     [medium] = instances.launch(cloud, LaunchRequest(image="base", flavor="m1.medium", farm_id=farm.id))
     provisioning.provision(cloud, medium.id)
     with cloud.store.write() as session:

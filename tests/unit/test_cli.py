@@ -13,8 +13,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from drivers.hypervisor.testdriver_node import fake_hypervisor
 from ivfarm.cli.main import cli
+from tests.support.fake_hypervisors import fake_hypervisor
 
 IVFARM = str(Path(sys.executable).with_name("ivfarm"))
 

@@ -9,10 +9,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from sqlalchemy import select
 
+from ivfarm.cloud import Cloud
 from ivfarm.errors import AlreadyExists, InvalidInput, NotFound
-from ivfarm.services import keypairs
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.farms import FarmRequest, create_farm
+from ivfarm.services.farms.lifecycle import FarmRequest, create_farm
+from ivfarm.services.tenancy import keypairs
 from ivfarm.store.models import KeyPair, Tag
 
 

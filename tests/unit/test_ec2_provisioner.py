@@ -4,11 +4,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from ivfarm.cloud import Cloud
 from ivfarm.ec2.provisioner import Provisioner
-from ivfarm.services import instances, provisioning
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.farms import FarmRequest, create_farm
-from ivfarm.services.hosts import add_host
+from ivfarm.services.compute import instances, provisioning
+from ivfarm.services.compute.hosts import add_host
+from ivfarm.services.farms.lifecycle import FarmRequest, create_farm
 from ivfarm.store.models import Image, Instance
 
 

@@ -5,11 +5,12 @@ from collections.abc import Callable
 
 import pytest
 
+from ivfarm.cloud import Cloud
 from ivfarm.errors import InvalidInput, NotFound
-from ivfarm.services import instances, keypairs, tags
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.farms import FarmRequest, create_farm
-from ivfarm.services.hosts import add_host
+from ivfarm.services.compute import instances
+from ivfarm.services.compute.hosts import add_host
+from ivfarm.services.farms.lifecycle import FarmRequest, create_farm
+from ivfarm.services.tenancy import keypairs, tags
 from ivfarm.store.models import Image
 
 

@@ -12,19 +12,21 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ivfarm.cloud import Cloud
 from ivfarm.errors import LockHeld
-from ivfarm.services import enforcement, farms, hosts, instances, provisioning
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.farms import FarmRequest
-from ivfarm.services.instances import LaunchRequest, domain_name
+from ivfarm.services.compute import hosts, instances, provisioning
+from ivfarm.services.compute.instances import LaunchRequest, domain_name
+from ivfarm.services.farms import lifecycle
+from ivfarm.services.farms.lifecycle import FarmRequest
+from ivfarm.services.jobs import enforcement
 from ivfarm.store.models import Farm, Instance
 
 
 @pytest.fixture
 def crowded(cloud: Cloud, fake_host: Callable[..., str], base_image) -> tuple[Cloud, list[str]]:  # type: ignore[no-untyped-def]
     hosts.add_host(cloud, "w", fake_host("w", cpus=32, memory_mb=32768), "worker")
-    farm = farms.create_farm(cloud, FarmRequest(name="lab", quotas={"instances": 4}))
-    farms.create_farm(cloud, FarmRequest(name="quiet"))
+    farm = lifecycle.create_farm(cloud, FarmRequest(name="lab", quotas={"instances": 4}))
+    lifecycle.create_farm(cloud, FarmRequest(name="quiet"))
     ids = []
     for _ in range(4):
         [instance] = instances.launch(cloud, LaunchRequest(image="base", flavor="m1.small", farm_id=farm.id))
@@ -41,7 +43,7 @@ def states(cloud: Cloud, ids: list[str]) -> list[str]:
 
 
 def test_within_quota_exits_zero(cloud: Cloud) -> None:
-    farms.create_farm(cloud, FarmRequest(name="empty"))
+    lifecycle.create_farm(cloud, FarmRequest(name="empty"))
     result = enforcement.enforce(cloud, "terminate")
     assert result.exit_code == 0 and [v.over for v in result.farms] == [[]]
 

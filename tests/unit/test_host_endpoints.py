@@ -5,10 +5,12 @@ from collections.abc import Callable
 
 import pytest
 
+from drivers.errors import InvalidArgument
 from drivers.storage.ssh_cache import SshTarget
+from ivfarm.cloud import Cloud
 from ivfarm.errors import InvalidInput, NotFound
-from ivfarm.services import hosts, image_sync
-from ivfarm.services.cloud import Cloud
+from ivfarm.services.compute import hosts
+from ivfarm.services.images import image_sync
 
 
 @pytest.mark.parametrize("text,parsed", [
@@ -21,8 +23,13 @@ def test_ssh_targets_parse(text: str, parsed: tuple[str, str, int]) -> None:
 
 @pytest.mark.parametrize("text", ["", "root@", "root@hv1:ssh", "root@hv 1:22"])
 def test_bad_ssh_targets_are_refused(text: str) -> None:
-    with pytest.raises(InvalidInput, match="invalid SSH target"):
+    with pytest.raises(InvalidArgument, match="invalid SSH target"):
         SshTarget.parse(text)
+
+
+def test_a_bad_ssh_target_is_a_clear_error_when_adding_a_host(cloud: Cloud, fake_host: Callable[..., str]) -> None:
+    with pytest.raises(InvalidInput, match="invalid SSH target"):
+        hosts.add_host(cloud, "wn1", fake_host("a"), "worker", ssh_target="root@hv 1:22")
 
 
 def test_hosts_keep_their_endpoints(cloud: Cloud, fake_host: Callable[..., str]) -> None:

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from ivfarm.services import hosts, instances, provisioning
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.host_failure import check_hosts
-from ivfarm.services.instances import LaunchRequest
+from ivfarm.cloud import Cloud
+from ivfarm.services.compute import hosts, instances, provisioning
+from ivfarm.services.compute.host_failure import check_hosts
+from ivfarm.services.compute.instances import LaunchRequest
 from ivfarm.store.models import Instance
 
 
 @pytest.fixture
 def workers(cloud_factory: Callable[..., Cloud], fake_host: Callable[..., str], raw_disk: Path):  # type: ignore[no-untyped-def]
     """A cloud with workers wn1 (runs one VM) and wn2; ``kill()`` makes wn1 unreachable."""
-    from ivfarm.services.images import add_image
+    from ivfarm.services.images.catalog import add_image
 
     def build(**hosts_config: object) -> tuple[Cloud, str, Callable[[], None]]:
         cloud = cloud_factory(hosts=hosts_config)

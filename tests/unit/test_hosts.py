@@ -5,9 +5,9 @@ from collections.abc import Callable
 
 import pytest
 
+from ivfarm.cloud import Cloud
 from ivfarm.errors import AlreadyExists, HostUnreachable, InUse, InvalidInput, NotFound
-from ivfarm.services import hosts
-from ivfarm.services.cloud import Cloud
+from ivfarm.services.compute import hosts
 
 
 def test_capacity_is_read_from_libvirt(cloud: Cloud, fake_host: Callable[..., str]) -> None:
@@ -63,7 +63,7 @@ def test_duplicates_enable_disable_remove(cloud: Cloud, fake_host: Callable[...,
 
 
 def test_remove_refuses_a_host_with_instances(cloud: Cloud, fake_host, base_image) -> None:
-    from ivfarm.services import instances, provisioning
+    from ivfarm.services.compute import instances, provisioning
 
     hosts.add_host(cloud, "h1", fake_host("g"), "worker")
     [instance] = instances.launch(cloud, instances.LaunchRequest(image=base_image.id, flavor="m1.small"))

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
+from ivfarm.cloud import Cloud
 from ivfarm.errors import InvalidInput, InvalidState, IvfarmError, NotFound, NoValidHost
-from ivfarm.services import hosts, instances, provisioning
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.instances import LaunchRequest, domain_name
+from ivfarm.services.compute import hosts, instances, provisioning
+from ivfarm.services.compute.instances import LaunchRequest, domain_name
 from ivfarm.store.models import Instance
 
 
@@ -137,7 +137,7 @@ def test_concurrent_provisioning_on_a_fresh_host(cloud: Cloud, fake_host: Callab
     """The first VMs of a host make its storage pools and farm segment at once: none may fail for that."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ivfarm.services.farms import FarmRequest, create_farm
+    from ivfarm.services.farms.lifecycle import FarmRequest, create_farm
 
     hosts.add_host(cloud, "fresh", fake_host("fresh", cpus=64, memory_mb=65536), "worker")
     farm = create_farm(cloud, FarmRequest(name="burst", quotas={"instances": 24, "vcpus": 24}))

@@ -5,12 +5,14 @@ import base64
 import json
 from collections.abc import Callable
 
-from ivfarm.services import elastic_ips, farms, hosts, instances, keypairs, provisioning
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.farms import FarmRequest
-from ivfarm.services.instances import LaunchRequest
-from ivfarm.services.metadata_records import metadata_records
-from ivfarm.services.routers import router_spec
+from ivfarm.cloud import Cloud
+from ivfarm.services.compute import hosts, instances, provisioning
+from ivfarm.services.compute.instances import LaunchRequest
+from ivfarm.services.farms import elastic_ips, lifecycle
+from ivfarm.services.farms.lifecycle import FarmRequest
+from ivfarm.services.network.metadata_records import metadata_records
+from ivfarm.services.network.routers import router_spec
+from ivfarm.services.tenancy import keypairs
 from ivfarm.store.models import Farm
 from vrouter.imds import parse_records
 
@@ -23,8 +25,8 @@ def records_of(cloud: Cloud, farm_id: int) -> dict[str, dict]:
 
 def test_one_record_per_vm_of_the_farm(cloud: Cloud, fake_host: Callable[..., str], base_image) -> None:  # type: ignore[no-untyped-def]
     hosts.add_host(cloud, "w", fake_host("w"), "worker")
-    farm = farms.create_farm(cloud, FarmRequest(name="lab"))
-    other = farms.create_farm(cloud, FarmRequest(name="other"))
+    farm = lifecycle.create_farm(cloud, FarmRequest(name="lab"))
+    other = lifecycle.create_farm(cloud, FarmRequest(name="other"))
     pair = keypairs.create_key_pair(cloud, farm.id, "alice", "ed25519").pair
     script = b"#!/bin/sh\necho hello\n\x00\xff"
     [wn1] = instances.launch(cloud, LaunchRequest(image="base", flavor="m1.small", farm_id=farm.id, name="wn1",

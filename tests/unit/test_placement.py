@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
+from ivfarm.cloud import Cloud
 from ivfarm.errors import InvalidInput, InvalidState, NoValidHost
-from ivfarm.services import hosts, instances, migration, provisioning
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.instances import LaunchRequest, domain_name
-from ivfarm.services.placement import place_on, reserve
+from ivfarm.services.compute import hosts, instances, migration, provisioning
+from ivfarm.services.compute.instances import LaunchRequest, domain_name
+from ivfarm.services.compute.placement import place_on, reserve
 from ivfarm.store.models import Instance
 
 
@@ -80,7 +80,7 @@ def test_drain_disables_the_host_and_reports_what_it_could_not_move(spread_cloud
 
 def test_service_vms_get_a_public_nic_only_on_a_host_bridge(cloud_factory: Callable[..., Cloud],
                                                             fake_host: Callable[..., str], raw_disk) -> None:  # type: ignore[no-untyped-def]
-    from ivfarm.services.images import add_image
+    from ivfarm.services.images.catalog import add_image
 
     namespaced = cloud_factory()  # the default public segment lives in a network namespace
     add_image(namespaced, "base", raw_disk, public=True)

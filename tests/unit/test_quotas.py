@@ -6,12 +6,14 @@ from collections.abc import Callable
 
 import pytest
 
+from ivfarm.cloud import Cloud
 from ivfarm.errors import QuotaExceeded
-from ivfarm.services import elastic_ips, farms, hosts, instances, provisioning, quotas
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.farms import FarmRequest
-from ivfarm.services.images import add_image
-from ivfarm.services.instances import LaunchRequest
+from ivfarm.services.compute import hosts, instances, provisioning
+from ivfarm.services.compute.instances import LaunchRequest
+from ivfarm.services.farms import elastic_ips, lifecycle
+from ivfarm.services.farms.lifecycle import FarmRequest
+from ivfarm.services.images.catalog import add_image
+from ivfarm.services.tenancy import quotas
 from ivfarm.store.models import Farm
 
 
@@ -19,7 +21,7 @@ from ivfarm.store.models import Farm
 def farm_cloud(db_cloud: Cloud, fake_host: Callable[..., str], raw_disk) -> tuple[Cloud, Farm]:  # type: ignore[no-untyped-def]
     hosts.add_host(db_cloud, "w", fake_host("w", cpus=64, memory_mb=65536), "worker")
     add_image(db_cloud, "base", raw_disk, public=True)
-    farm = farms.create_farm(db_cloud, FarmRequest(name="lab", quotas={"instances": 3, "vcpus": 4, "memory_mb": 4096}))
+    farm = lifecycle.create_farm(db_cloud, FarmRequest(name="lab", quotas={"instances": 3, "vcpus": 4, "memory_mb": 4096}))
     return db_cloud, farm
 
 

@@ -8,17 +8,19 @@ from collections.abc import Callable
 import pytest
 
 from drivers.hypervisor.domain_xml import DomainSpec, render_domain
-from ivfarm.services import farms, hosts, instances, provisioning, reconcile
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.farms import FarmRequest
-from ivfarm.services.instances import LaunchRequest, domain_name
+from ivfarm.cloud import Cloud
+from ivfarm.services.compute import hosts, instances, provisioning
+from ivfarm.services.compute.instances import LaunchRequest, domain_name
+from ivfarm.services.farms import lifecycle
+from ivfarm.services.farms.lifecycle import FarmRequest
+from ivfarm.services.jobs import reconcile
 from ivfarm.store.models import Farm, Instance
 
 
 @pytest.fixture
 def world(cloud: Cloud, fake_host: Callable[..., str], base_image) -> tuple[Cloud, str, Farm]:  # type: ignore[no-untyped-def]
     hosts.add_host(cloud, "w", fake_host("w"), "worker")
-    return cloud, hosts.list_hosts(cloud)[0].uri, farms.create_farm(cloud, FarmRequest(name="lab"))
+    return cloud, hosts.list_hosts(cloud)[0].uri, lifecycle.create_farm(cloud, FarmRequest(name="lab"))
 
 
 def running_vm(cloud: Cloud, farm: Farm, **kwargs) -> str:  # type: ignore[no-untyped-def]
@@ -126,7 +128,7 @@ def test_a_half_created_farm_is_rolled_back(world) -> None:  # type: ignore[no-u
     with cloud.store.write() as session:
         session.query(Farm).filter_by(name="lab").one().status = "creating"
     assert kinds(reconcile.reconcile(cloud)) == [("farm", "roll back")]
-    assert farms.list_farms(cloud) == []
+    assert lifecycle.list_farms(cloud) == []
 
 
 def test_a_stale_copy_on_another_host_is_removed(world, fake_host) -> None:  # type: ignore[no-untyped-def]

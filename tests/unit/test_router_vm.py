@@ -9,11 +9,12 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from ivfarm.cloud import Cloud
 from ivfarm.errors import ConfigError
-from ivfarm.services import hosts, inventory
-from ivfarm.services.cloud import Cloud
-from ivfarm.services.images import add_image
-from ivfarm.services.router_vm import LibvirtRouterVm, openwrt_backend, wan_mac
+from ivfarm.services.compute import hosts
+from ivfarm.services.images.catalog import add_image
+from ivfarm.services.network.router_vm import LibvirtRouterVm, openwrt_backend, wan_mac
+from ivfarm.services.runtime import inventory
 from vrouter.spec import RouterSpec
 
 

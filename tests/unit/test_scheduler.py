@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ivfarm.errors import InvalidInput, NoValidHost
-from ivfarm.services.scheduler import HostCapacity, Request, Scheduler
+from ivfarm.services.compute.scheduler import HostCapacity, Request, Scheduler
 
 
 def hosts() -> list[HostCapacity]:

@@ -9,8 +9,8 @@ import pytest
 from drivers.storage.gluster import FS_NS, GlusterStorage, gluster_pool_xml
 from drivers.storage.lvm import LvmStorage, logical_pool_xml, lv_name, lv_volume_xml
 from drivers.storage.qcow2 import Qcow2DirStorage
+from ivfarm.cloud import Cloud
 from ivfarm.errors import ConfigError
-from ivfarm.services.cloud import Cloud
 
 GIB = 1024**3
 

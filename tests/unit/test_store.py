@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
+from ivfarm.cloud import Cloud
 from ivfarm.errors import StoreNotInitialised
-from ivfarm.services import hosts
-from ivfarm.services.cloud import Cloud
+from ivfarm.services.compute import hosts
 
 
 def test_an_older_schema_is_refused_until_init_upgrades_it(db_cloud: Cloud, fake_host) -> None:  # type: ignore[no-untyped-def]

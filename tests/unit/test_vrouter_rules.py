@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.public_clients import client_veth
 from vrouter.errors import RouterError
 from vrouter.netns import NetnsRouter, lan_veth, netns_name, wan_veth
 from vrouter.netns_rules import (
@@ -16,7 +17,7 @@ from vrouter.netns_rules import (
     metadata_server_args,
     parse_leases,
 )
-from vrouter.public import PublicSegment, client_veth
+from vrouter.public import PublicSegment
 from vrouter.spec import Lease, PortForward, RouterSpec
 
 SPEC = RouterSpec(

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from ivfarm.services.waves import REPOSITORY, spread
+from ivfarm.services.images.waves import REPOSITORY, spread
 
 
 def recording(fail: set[tuple[str, str]] | None = None):  # type: ignore[no-untyped-def]

@@ -24,8 +24,9 @@ from ivfarm.ec2.queries import require_instances, tags_of
 from ivfarm.ec2.registry import action
 from ivfarm.ec2.views.common import ec2_state
 from ivfarm.ec2.views.resources import address_item
-from ivfarm.services import elastic_ips, quotas
-from ivfarm.services import tags as tag_service
+from ivfarm.services.farms import elastic_ips
+from ivfarm.services.tenancy import quotas
+from ivfarm.services.tenancy import tags as tag_service
 from ivfarm.store.models import Address, Instance
 
 

@@ -9,7 +9,7 @@ from ivfarm.ec2.context import RequestContext
 from ivfarm.ec2.errors import Ec2Error, auth_failure, echo, missing
 from ivfarm.ec2.params import Params
 from ivfarm.errors import InvalidInput
-from ivfarm.services import tags as tag_service
+from ivfarm.services.tenancy import tags as tag_service
 from ivfarm.store.models import Farm, utcnow
 
 

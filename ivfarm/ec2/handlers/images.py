@@ -18,8 +18,8 @@ from ivfarm.ec2.views.catalog import (
     image_item,
     instance_type_item,
 )
-from ivfarm.services.flavors import list_flavors
-from ivfarm.services.images import list_images
+from ivfarm.services.compute.flavors import list_flavors
+from ivfarm.services.images.catalog import list_images
 
 _ACCOUNT = re.compile(r"[0-9]{12}")
 IMAGE_FILTERS = {

@@ -28,7 +28,7 @@ from ivfarm.ec2.registry import action
 from ivfarm.ec2.views.common import STATE_CODES, ec2_state
 from ivfarm.ec2.views.instances import Related, reservation, reservations, status_item
 from ivfarm.errors import NotFound, PoolExhausted
-from ivfarm.services import instances
+from ivfarm.services.compute import instances
 from ivfarm.store.models import Instance, KeyPair
 
 MAX_BATCH = 1000

@@ -16,7 +16,7 @@ from ivfarm.ec2.registry import action
 from ivfarm.ec2.views.common import tag_set
 from ivfarm.ec2.views.resources import key_pair_item
 from ivfarm.errors import AlreadyExists, InvalidInput
-from ivfarm.services import keypairs
+from ivfarm.services.tenancy import keypairs
 
 KEY_FILTERS = {
     "key-name": lambda k: (k.name,),

@@ -19,7 +19,8 @@ from ivfarm.ec2.registry import action
 from ivfarm.ec2.views.common import ec2_state
 from ivfarm.ec2.views.instances import state_change
 from ivfarm.errors import QuotaExceeded
-from ivfarm.services import instances, provisioning, quotas
+from ivfarm.services.compute import instances, provisioning
+from ivfarm.services.tenancy import quotas
 from ivfarm.store.models import utcnow
 
 

@@ -19,7 +19,7 @@ from ivfarm.ec2.params import Params
 from ivfarm.ec2.registry import action
 from ivfarm.ec2.views.resources import tag_item
 from ivfarm.errors import InvalidInput
-from ivfarm.services import tags as tag_service
+from ivfarm.services.tenancy import tags as tag_service
 
 TAG_FILTERS = {
     "key": lambda t: (t.key,),

@@ -1,0 +1,232 @@
+"""Host failure: notice hosts that stay unreachable, fence them, recover their instances elsewhere.
+
+``check_hosts(cloud, grace_s, dry_run)`` probes every host once (``ivfarm reconcile`` calls it,
+under its lock). A host that does not answer is marked ``unreachable`` (``unreachable_since``);
+one that answers again is marked ``up``. Once a host has been unreachable for ``grace_s``
+seconds it fails over:
+
+1. fencing: ``hosts.fence_command`` (``{name}`` and ``{uri}`` are replaced, shell-quoted) must
+   exit 0 within ``hosts.fence_timeout_s``; the host is then ``fenced`` (no scheduling, no further
+   checks) until ``ivfarm host enable``. Without a fence command, or if it fails, nothing is
+   restarted or recreated: two copies of a VM must never run.
+2. service instances on shared storage (``storage.service.backend: gluster``) are defined on another
+   service host from the shared volume and started if they were running (``restarted``).
+3. worker instances (and service instances on local storage) are marked failed: ``stopped`` with
+   reason ``Server.HostFailure``; with ``hosts.worker_failure_policy: recreate`` (and a fenced host)
+   they are built again from their image on another worker host, same id, IP and MAC (``recreated``).
+
+The report (``FailureReport.as_dict()``)::
+
+    {"dry_run": bool, "grace_s": float,
+     "hosts": [{"host": str, "host_class": str, "reachable": bool, "error": str,
+                "status": "up" | "unreachable" | "fenced",         # after this check
+                "unreachable_since": ISO-8601 | None,
+                "action": "none" | "recovered" | "waiting" | "failed-over" | "not-fenced",
+                "fence": {"command": str, "exit_code": int | None, "output": str} | None,
+                "instances": [{"instance_id": str, "host_class": str,
+                               "action": "restarted" | "recreated" | "left" | "failed" | "busy",
+                               "target": str | None, "detail": str}]}]}
+
+With ``dry_run`` nothing is written, fenced or moved; ``action`` says what would happen and no
+instance is listed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from sqlalchemy import select
+
+from drivers.storage.base import disk_names
+from ivfarm.errors import HypervisorError, IvfarmError
+from ivfarm.services.compute import provisioning
+from ivfarm.services.compute.instances import set_state
+from ivfarm.services.compute.placement import place_on, reserve
+from ivfarm.services.runtime import journal
+from ivfarm.services.runtime.context import CloudContext
+from ivfarm.store.models import ACTIVE_STATES, LIVE_STATES, Host, Instance, utcnow
+
+
+@dataclass
+class InstanceRecovery:
+    instance_id: str
+    host_class: str
+    action: str
+    target: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class HostCheck:
+    host: str
+    host_class: str
+    reachable: bool
+    status: str
+    action: str = "none"
+    unreachable_since: str | None = None
+    error: str = ""
+    fence: dict[str, object] | None = None
+    instances: list[InstanceRecovery] = field(default_factory=list)
+
+
+@dataclass
+class FailureReport:
+    dry_run: bool
+    grace_s: float
+    hosts: list[HostCheck] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _probe(cloud: CloudContext, uri: str) -> str:
+    """An empty string when the host answers, else why not."""
+    try:
+        cloud.hypervisor.probe(uri)
+        return ""
+    except HypervisorError as exc:
+        cloud.hypervisor.forget(uri)
+        return str(exc)
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def check_hosts(cloud: CloudContext, grace_s: float | None = None, dry_run: bool = False) -> FailureReport:
+    """Probe every host; mark, fence and fail over those unreachable for longer than ``grace_s``."""
+    grace = float(cloud.config.get("hosts.failure_grace_s") if grace_s is None else grace_s)
+    report = FailureReport(dry_run, grace)
+    with cloud.store.read() as session:
+        rows = [(h.name, h.uri, h.host_class, h.status, h.unreachable_since)
+                for h in session.scalars(select(Host).order_by(Host.name))]
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(rows)))) as pool:
+        errors = list(pool.map(lambda row: _probe(cloud, row[1]), rows))
+    now = utcnow()
+    for (name, uri, host_class, status, since), error in zip(rows, errors, strict=True):
+        check = HostCheck(name, host_class, not error, status, error=error)
+        report.hosts.append(check)
+        if status == "fenced":
+            continue
+        if not error:
+            if status == "unreachable":
+                check.status, check.action = "up", "recovered"
+                _set_status(cloud, name, "up", None, dry_run)
+            continue
+        since = _aware(since) if since else now
+        check.status, check.unreachable_since = "unreachable", since.isoformat()
+        if status != "unreachable":
+            _set_status(cloud, name, "unreachable", since, dry_run)
+        if (now - since).total_seconds() < grace:
+            check.action = "waiting"
+            continue
+        _fail_over(cloud, check, uri, since, dry_run)
+    return report
+
+
+def _set_status(cloud: CloudContext, name: str, status: str, since: dt.datetime | None, dry_run: bool) -> None:
+    if dry_run:
+        return
+    with cloud.store.write() as session:
+        host = session.scalar(select(Host).where(Host.name == name))
+        if host is not None:
+            host.status, host.unreachable_since = status, since
+
+
+def _fence(cloud: CloudContext, check: HostCheck, uri: str) -> bool:
+    command = cloud.config.get("hosts.fence_command")
+    if not command:
+        check.fence = {"command": None, "exit_code": None, "output": "hosts.fence_command is not set"}
+        return False
+    line = str(command).format(name=shlex.quote(check.host), uri=shlex.quote(uri))
+    try:
+        done = subprocess.run(line, shell=True, capture_output=True, text=True, check=False,
+                              timeout=float(cloud.config.get("hosts.fence_timeout_s")))
+        check.fence = {"command": line, "exit_code": done.returncode, "output": (done.stdout + done.stderr)[-2000:]}
+        return done.returncode == 0
+    except subprocess.TimeoutExpired:
+        check.fence = {"command": line, "exit_code": None, "output": "timed out"}
+        return False
+
+
+def _fail_over(cloud: CloudContext, check: HostCheck, uri: str, since: dt.datetime, dry_run: bool) -> None:
+    if dry_run:
+        check.action = "failed-over" if cloud.config.get("hosts.fence_command") else "not-fenced"
+        return
+    fenced = _fence(cloud, check, uri)
+    check.action = "failed-over" if fenced else "not-fenced"
+    if fenced:
+        check.status = "fenced"
+        _set_status(cloud, check.host, "fenced", since, False)
+    busy = journal.busy_targets(cloud)
+    with cloud.store.read() as session:
+        stranded = [(i.id, i.host_class, i.state) for i in session.scalars(
+            select(Instance).join(Host, Instance.host_id == Host.id)
+            .where(Host.name == check.host, Instance.state.in_(LIVE_STATES)).order_by(Instance.id))]
+    for instance_id, host_class, state in stranded:
+        if instance_id in busy:
+            check.instances.append(InstanceRecovery(instance_id, host_class, "busy", detail="an operation is in flight"))
+            continue
+        with journal.operation(cloud, "failover", instance_id):
+            check.instances.append(_recover(cloud, check.host, instance_id, host_class, state, fenced))
+
+
+def _recover(cloud: CloudContext, failed: str, instance_id: str, host_class: str, state: str, fenced: bool) -> InstanceRecovery:
+    reason = f"Server.HostFailure: host {failed} failed"
+    active = state in ACTIVE_STATES
+    policy = cloud.config.get("hosts.worker_failure_policy")
+    if fenced and host_class == "service" and cloud.storage(host_class).shared and state != "shutting-down":
+        return _restart(cloud, failed, instance_id, active, reason)
+    if fenced and host_class == "worker" and policy == "recreate" and active:
+        return _recreate(cloud, failed, instance_id, reason)
+    set_state(cloud, instance_id, "stopped", reason)
+    why = ("not fenced" if not fenced else "local storage" if host_class == "service"
+           else "it was not running" if policy == "recreate" else f"worker_failure_policy {policy}")
+    return InstanceRecovery(instance_id, host_class, "left", detail=f"marked stopped ({why})")
+
+
+def _reserve(cloud: CloudContext, instance_id: str, host_class: str, reason: str) -> tuple[str, str] | InstanceRecovery:
+    """(target name, target uri) held for the instance, or the failure (the instance marked stopped)."""
+    try:
+        move = reserve(cloud, instance_id, None, LIVE_STATES)
+    except IvfarmError as exc:
+        set_state(cloud, instance_id, "stopped", reason)
+        return InstanceRecovery(instance_id, host_class, "failed", detail=str(exc))
+    return move.target, move.target_uri
+
+
+def _restart(cloud: CloudContext, failed: str, instance_id: str, was_running: bool, reason: str) -> InstanceRecovery:
+    """Define the instance on another service host from the shared volume (and start it)."""
+    reserved = _reserve(cloud, instance_id, "service", reason)
+    if isinstance(reserved, InstanceRecovery):
+        return reserved
+    target, uri = reserved
+    set_state(cloud, instance_id, "pending" if was_running else "stopped", reason)
+    try:
+        storage = cloud.storage("service")
+        disks = [storage.disk(uri, n) for n in disk_names(instance_id) if storage.exists(uri, n)]
+        provisioning.redefine(cloud, instance_id, disks, start=was_running)
+    except IvfarmError as exc:
+        place_on(cloud, instance_id, failed)
+        set_state(cloud, instance_id, "stopped", reason)
+        return InstanceRecovery(instance_id, "service", "failed", target, str(exc))
+    set_state(cloud, instance_id, "running" if was_running else "stopped", f"{reason}; restarted on {target}")
+    return InstanceRecovery(instance_id, "service", "restarted", target, f"from the shared volume on {target}")
+
+
+def _recreate(cloud: CloudContext, failed: str, instance_id: str, reason: str) -> InstanceRecovery:
+    """Build the instance again from its image on another worker host (its disk is lost with the host)."""
+    reserved = _reserve(cloud, instance_id, "worker", reason)
+    if isinstance(reserved, InstanceRecovery):
+        return reserved
+    target = reserved[0]
+    set_state(cloud, instance_id, "pending", reason)
+    try:
+        provisioning.provision(cloud, instance_id)
+    except IvfarmError as exc:
+        return InstanceRecovery(instance_id, "worker", "failed", target, f"recreating failed (terminated): {exc}")
+    set_state(cloud, instance_id, "running", f"{reason}; recreated on {target}")
+    return InstanceRecovery(instance_id, "worker", "recreated", target, f"new root disk from its image on {target}")

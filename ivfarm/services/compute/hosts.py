@@ -1,0 +1,201 @@
+"""Hypervisor registry: add, list, enable, disable, remove; capacity with overcommit ratios."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from drivers.storage.ssh_cache import SshTarget
+from ivfarm.errors import AlreadyExists, InUse, InvalidInput, NotFound
+from ivfarm.services.compute.scheduler import HostCapacity
+from ivfarm.services.runtime.context import CloudContext
+from ivfarm.services.runtime.driver_errors import driver_calls
+from ivfarm.store.models import ACTIVE_STATES, HOST_CLASSES, LIVE_STATES, Host, Instance
+
+
+@dataclass(frozen=True)
+class HostView:
+    """A host with its capacity and usage, as the CLI shows it."""
+
+    name: str
+    uri: str
+    host_class: str
+    enabled: bool
+    status: str
+    cpus: int
+    memory_mb: int
+    disk_gb: int
+    cpu_ratio: float
+    memory_ratio: float
+    schedulable_cpus: int
+    schedulable_memory_mb: int
+    used_cpus: int
+    used_memory_mb: int
+    used_disk_gb: int
+    instances: int
+    ssh_target: str | None = None
+    cache_dir: str | None = None
+    migration_uri: str | None = None
+
+
+def get_host(session: Session, name: str) -> Host:
+    """The host called ``name`` or NotFound."""
+    host = session.scalar(select(Host).where(Host.name == name))
+    if host is None:
+        raise NotFound("host", name)
+    return host
+
+
+def ratios(cloud: CloudContext, host: Host) -> tuple[float, float]:
+    """The CPU and memory allocation ratios in force for ``host``."""
+    cpu = host.cpu_ratio if host.cpu_ratio is not None else cloud.config.get("hypervisor.cpu_allocation_ratio")
+    mem = host.memory_ratio if host.memory_ratio is not None else cloud.config.get("hypervisor.memory_allocation_ratio")
+    return float(cpu), float(mem)
+
+
+def add_host(
+    cloud: CloudContext,
+    name: str,
+    uri: str,
+    host_class: str,
+    cpus: int | None = None,
+    memory_mb: int | None = None,
+    disk_gb: int | None = None,
+    cpu_ratio: float | None = None,
+    memory_ratio: float | None = None,
+    ssh_target: str | None = None,
+    cache_dir: str | None = None,
+    migration_uri: str | None = None,
+) -> Host:
+    """Register a hypervisor; its URI must answer (capacity is read from it unless given).
+
+    ``ssh_target`` (user@host:port) and ``cache_dir`` give it an image cache; ``migration_uri`` is
+    how other hosts reach its libvirt for live migration when that differs from ``uri``.
+    """
+    if host_class not in HOST_CLASSES:
+        raise InvalidInput(f"host class must be one of {', '.join(HOST_CLASSES)}, not {host_class!r}")
+    if not name or len(name) > 64 or not name.replace("-", "").replace(".", "").replace("_", "").isalnum():
+        raise InvalidInput(f"invalid host name {name!r}: use letters, digits, '-', '_' and '.'")
+    for label, value in (("--cpus", cpus), ("--memory-mb", memory_mb), ("--disk-gb", disk_gb)):
+        if value is not None and value <= 0:
+            raise InvalidInput(f"{label} must be positive")
+    for label, ratio in (("--cpu-ratio", cpu_ratio), ("--memory-ratio", memory_ratio)):
+        if ratio is not None and not 0 < ratio <= 64:
+            raise InvalidInput(f"{label} must be between 0 and 64")
+    if ssh_target is not None:
+        with driver_calls():
+            ssh_target = str(SshTarget.parse(ssh_target))
+    if cache_dir is not None and not cache_dir.startswith("/"):
+        raise InvalidInput(f"--cache-dir must be an absolute path, not {cache_dir!r}")
+    with cloud.store.read() as session:
+        if session.scalar(select(Host).where(Host.name == name)):
+            raise AlreadyExists(f"host {name!r} already exists")
+        if session.scalar(select(Host).where(Host.uri == uri)):
+            raise AlreadyExists(f"a host with URI {uri} is already registered")
+    info = cloud.hypervisor.probe(uri)  # raises HostUnreachable with a clear message
+    host = Host(
+        name=name,
+        uri=uri,
+        host_class=host_class,
+        cpus=cpus or info.cpus,
+        memory_mb=memory_mb or info.memory_mb,
+        disk_gb=disk_gb or int(cloud.config.get("hypervisor.disk_gb")),
+        cpu_ratio=cpu_ratio,
+        memory_ratio=memory_ratio,
+        ssh_target=ssh_target,
+        cache_dir=cache_dir,
+        migration_uri=migration_uri,
+    )
+    with cloud.store.write() as session:
+        session.add(host)
+    return host
+
+
+def set_enabled(cloud: CloudContext, name: str, enabled: bool) -> None:
+    """Enable or disable scheduling on a host (running VMs stay where they are)."""
+    with cloud.store.write() as session:
+        host = get_host(session, name)
+        host.enabled = enabled
+        if enabled:
+            host.status = "up"
+            host.unreachable_since = None
+
+
+def remove_host(cloud: CloudContext, name: str) -> None:
+    """Unregister a host that runs no instance."""
+    with cloud.store.write() as session:
+        host = get_host(session, name)
+        count = session.scalar(
+            select(func.count()).select_from(Instance).where(Instance.host_id == host.id, Instance.state.in_(LIVE_STATES))
+        )
+        if count:
+            raise InUse(f"host {name!r} still has {count} instance(s): drain or terminate them first")
+        for instance in session.scalars(select(Instance).where(Instance.host_id == host.id)):
+            instance.host_id = None
+        session.delete(host)
+
+
+def usage_by_host(session: Session, host_class: str | None = None) -> dict[int, tuple[int, int, int, int]]:
+    """Per host id: (vCPUs, memory MB of active instances, disk GB of existing ones, instance count)."""
+    usage: dict[int, list[int]] = {}
+    query = (select(Instance.host_id, Instance.state, func.sum(Instance.vcpus), func.sum(Instance.memory_mb),
+                    func.sum(Instance.disk_gb), func.count())
+             .where(Instance.host_id.is_not(None), Instance.state.in_(LIVE_STATES))
+             .group_by(Instance.host_id, Instance.state))
+    if host_class is not None:
+        query = query.where(Instance.host_class == host_class)
+    for host_id, state, vcpus, memory, disk, count in session.execute(query):
+        entry = usage.setdefault(host_id or 0, [0, 0, 0, 0])  # host_id is never NULL here (filtered)
+        if state in ACTIVE_STATES:
+            entry[0] += int(vcpus or 0)
+            entry[1] += int(memory or 0)
+        entry[2] += int(disk or 0)
+        entry[3] += int(count)
+    return {host_id: (e[0], e[1], e[2], e[3]) for host_id, e in usage.items()}
+
+
+def _hosts_with_usage(cloud: CloudContext, session: Session, host_class: str | None = None,
+                      by_name: bool = False) -> Iterator[tuple[Host, float, float, tuple[int, int, int, int]]]:
+    """(host, CPU ratio, memory ratio, usage) for every host (of one class)."""
+    usage = usage_by_host(session, host_class)
+    query = select(Host).order_by(Host.name if by_name else Host.id)
+    if host_class is not None:
+        query = query.where(Host.host_class == host_class)
+    for host in session.scalars(query):
+        yield (host, *ratios(cloud, host), usage.get(host.id, (0, 0, 0, 0)))
+
+
+def capacities(cloud: CloudContext, session: Session, host_class: str | None = None) -> list[HostCapacity]:
+    """Schedulable capacity and current usage of every host (of one class), for the scheduler."""
+    return [
+        HostCapacity(name=host.name, host_class=host.host_class, cpus=int(host.cpus * cpu_ratio),
+                     memory_mb=int(host.memory_mb * mem_ratio), disk_gb=host.disk_gb, used_cpus=used[0],
+                     used_memory_mb=used[1], used_disk_gb=used[2], enabled=host.enabled and host.status == "up")
+        for host, cpu_ratio, mem_ratio, used in _hosts_with_usage(cloud, session, host_class)
+    ]
+
+
+def list_hosts(cloud: CloudContext) -> list[HostView]:
+    """Every host with its usage."""
+    with cloud.store.read() as session:
+        return [
+            HostView(
+                name=host.name, uri=host.uri, host_class=host.host_class, enabled=host.enabled,
+                status=host.status, cpus=host.cpus, memory_mb=host.memory_mb, disk_gb=host.disk_gb,
+                cpu_ratio=cpu_ratio, memory_ratio=mem_ratio,
+                schedulable_cpus=int(host.cpus * cpu_ratio), schedulable_memory_mb=int(host.memory_mb * mem_ratio),
+                used_cpus=used[0], used_memory_mb=used[1], used_disk_gb=used[2], instances=used[3],
+                ssh_target=host.ssh_target, cache_dir=host.cache_dir, migration_uri=host.migration_uri,
+            )
+            for host, cpu_ratio, mem_ratio, used in _hosts_with_usage(cloud, session, by_name=True)
+        ]
+
+
+def show_host(cloud: CloudContext, name: str) -> HostView:
+    """One host with its usage."""
+    for view in list_hosts(cloud):
+        if view.name == name:
+            return view
+    raise NotFound("host", name)

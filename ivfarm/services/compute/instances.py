@@ -1,0 +1,249 @@
+"""Instance lifecycle: launch (reserve + schedule), stop, start, reboot, terminate, console.
+
+``launch`` does only the fast part inside one transaction (checks, quota, placement, rows in
+``pending``); ``ivfarm.services.compute.provisioning`` does the slow part on the host.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ivfarm import ids
+from ivfarm.errors import InvalidInput, InvalidState, NotFound
+from ivfarm.services.compute.hosts import capacities
+from ivfarm.services.compute.scheduler import Request, Scheduler
+from ivfarm.services.images.catalog import find_image
+from ivfarm.services.network import addressing, farm_network
+from ivfarm.services.runtime import journal
+from ivfarm.services.runtime.context import CloudContext
+from ivfarm.services.runtime.naming import DOMAIN_PREFIX
+from ivfarm.services.tenancy import quotas
+from ivfarm.services.tenancy.tags import add_tags
+from ivfarm.store.models import HOST_CLASSES, Flavor, Host, Image, Instance, utcnow
+
+GIB = 1024**3
+
+
+def domain_name(instance_id: str) -> str:
+    """The libvirt domain name of an instance."""
+    return DOMAIN_PREFIX + instance_id
+
+
+@dataclass
+class LaunchRequest:
+    """What RunInstances or ``vm run`` asks for."""
+
+    image: str
+    flavor: str
+    host_class: str = "worker"
+    count: int = 1
+    min_count: int | None = None
+    name: str | None = None
+    farm_id: int | None = None
+    key_name: str | None = None
+    user_data: bytes | None = None
+    client_token: str | None = None
+    public_nic: bool = False
+    restart_policy: str = "none"
+    tags: dict[str, str] = field(default_factory=dict)
+    dry_run: bool = False
+
+
+def disk_gb_for(image: Image, flavor: Flavor) -> int:
+    """Disk an instance may grow to: its root disk (at least the image) plus ephemeral storage."""
+    root = max(flavor.root_gb, math.ceil(image.virtual_size_bytes / GIB))
+    return root + flavor.ephemeral_gb
+
+
+def visible_image(session: Session, ref: str, farm_id: int | None) -> Image:
+    """An image a farm may launch (public or its own); admins (no farm) may launch any."""
+    image = find_image(session, ref)
+    if farm_id is not None and not image.public and image.owner_farm_id != farm_id:
+        raise NotFound("image", ref)
+    if image.kind != "machine":
+        raise InvalidInput(f"image {ref!r} is a {image.kind} image; launch a machine image")
+    return image
+
+
+def get_instance(session: Session, instance_id: str, farm_id: int | None = None) -> Instance:
+    """An instance by id (scoped to a farm when given) or NotFound."""
+    instance = session.get(Instance, instance_id)
+    if instance is None or (farm_id is not None and instance.farm_id != farm_id):
+        raise NotFound("instance", instance_id)
+    return instance
+
+
+def find_instance(session: Session, ref: str) -> Instance:
+    """An instance by id or by name (the newest live one with that name)."""
+    instance = session.get(Instance, ref)
+    if instance is None:
+        instance = session.scalar(
+            select(Instance).where(Instance.name == ref, Instance.state != "terminated")
+            .order_by(Instance.created_at.desc()).limit(1)
+        )
+    if instance is None:
+        raise NotFound("instance", ref)
+    return instance
+
+
+def find_instance_host(cloud: CloudContext, instance_id: str) -> str:
+    """The name of the host an instance is placed on."""
+    with cloud.store.read() as session:
+        instance = get_instance(session, instance_id)
+        if instance.host is None:
+            raise InvalidState(f"instance {instance_id} is on no host")
+        return instance.host.name
+
+
+def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
+    """Check, reserve quota, place and record instances as ``pending``; all or nothing."""
+    if request.host_class not in HOST_CLASSES:
+        raise InvalidInput(f"host class must be one of {', '.join(HOST_CLASSES)}")
+    if request.count < 1 or request.count > 1000:
+        raise InvalidInput("the instance count must be between 1 and 1000")
+    if request.public_nic and request.host_class != "service":
+        raise InvalidInput("only service-class instances may have a public NIC")
+    if request.public_nic:
+        farm_network.public_bridge(cloud)  # refuses a namespace-only public segment up front
+    with cloud.store.write() as session:
+        if request.client_token and request.farm_id is not None:
+            existing = list(session.scalars(
+                select(Instance).where(Instance.farm_id == request.farm_id, Instance.client_token == request.client_token)
+                .order_by(Instance.launch_index)
+            ))
+            if existing:
+                return existing
+        image = visible_image(session, request.image, request.farm_id)
+        flavor = session.get(Flavor, request.flavor)
+        if flavor is None:
+            raise NotFound("flavor", request.flavor)
+        disk_gb = disk_gb_for(image, flavor)
+        farm = cloud.store.lock_farm(session, request.farm_id) if request.farm_id is not None else None
+        count = request.count
+        if farm is not None:
+            if farm.status != "active":
+                raise InvalidState(f"farm {farm.name} is {farm.status}: no new instances")
+            count = quotas.admissible_count(session, farm, flavor.vcpus, flavor.memory_mb, disk_gb,
+                                            request.count, request.min_count or request.count)
+        cloud.store.lock_scheduler(session)
+        hosts = capacities(cloud, session, request.host_class)
+        wanted = Request(flavor.vcpus, flavor.memory_mb, disk_gb, request.host_class)
+        placed = Scheduler.from_config(cloud.config).place([wanted] * count, hosts)
+        if request.dry_run:
+            return []
+        host_ids = {h.name: h.id for h in session.scalars(select(Host))}
+        addresses = addressing.allocate(session, farm, count) if farm is not None else [None] * count
+        reservation = ids.new_id("reservation")
+        instances = []
+        for index, (host, address) in enumerate(zip(placed, addresses, strict=True)):
+            instance_id = ids.new_id("instance")
+            instance = Instance(
+                id=instance_id,
+                name=request.name if request.name and count == 1 else
+                (f"{request.name}-{index}" if request.name else instance_id),
+                farm_id=request.farm_id, image_id=image.id, flavor_name=flavor.name,
+                host_class=request.host_class, host_id=host_ids[host.name], state="pending",
+                vcpus=flavor.vcpus, memory_mb=flavor.memory_mb, disk_gb=disk_gb,
+                ip=address.ip if address else None, mac=address.mac if address else None,
+                public_nic=request.public_nic, key_name=request.key_name, user_data=request.user_data,
+                client_token=request.client_token, reservation_id=reservation, launch_index=index,
+                restart_policy=request.restart_policy, owner=journal.me(),
+            )
+            session.add(instance)
+            instances.append(instance)
+        session.flush()
+        if request.tags and farm is not None:
+            add_tags(session, farm.id, {i.id: "instance" for i in instances}, request.tags)
+        return instances
+
+
+def set_state(cloud: CloudContext, instance_id: str, state: str, reason: str = "") -> None:
+    """Record a state change (and the launch or termination time that goes with it)."""
+    with cloud.store.write() as session:
+        instance = session.get(Instance, instance_id)
+        if instance is None:
+            return
+        instance.state = state
+        instance.state_reason = reason
+        if state == "running" and instance.launched_at is None:
+            instance.launched_at = utcnow()
+        if state == "terminated":  # as on EC2, a terminated instance gives its addresses back
+            instance.terminated_at = utcnow()
+            instance.ip = None
+            instance.mac = None
+
+
+def _transition(cloud: CloudContext, instance_id: str, allowed: Sequence[str], new_state: str,
+                farm_id: int | None) -> tuple[Instance, Host | None]:
+    with cloud.store.write() as session:
+        instance = get_instance(session, instance_id, farm_id)
+        if instance.state not in allowed:
+            raise InvalidState(f"instance {instance_id} is {instance.state}; this needs it to be {' or '.join(allowed)}")
+        instance.state = new_state
+        host = session.get(Host, instance.host_id) if instance.host_id else None
+        return instance, host
+
+
+def stop(cloud: CloudContext, instance_id: str, force: bool = False, farm_id: int | None = None) -> None:
+    """Shut an instance down; its disk stays on its host."""
+    instance, host = _transition(cloud, instance_id, ("running", "pending", "stopping"), "stopping", farm_id)
+    if host is not None:
+        cloud.hypervisor.stop(host.uri, domain_name(instance.id), force=force,
+                              timeout_s=float(cloud.config.get("hypervisor.shutdown_timeout_s")))
+    set_state(cloud, instance.id, "stopped", "User initiated")
+
+
+def begin_stop(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
+    """Mark a running instance ``stopping`` at once (the EC2 facade answers, then runs ``stop``)."""
+    _transition(cloud, instance_id, ("running", "stopping"), "stopping", farm_id)
+
+
+def start(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
+    """Start a stopped instance on its host (capacity and quota are checked again)."""
+    with cloud.store.write() as session:
+        instance = get_instance(session, instance_id, farm_id)
+        if instance.state != "stopped":
+            raise InvalidState(f"instance {instance_id} is {instance.state}; only stopped instances start")
+        if instance.farm_id is not None:
+            quotas.check_start(session, cloud.store.lock_farm(session, instance.farm_id), instance)
+        cloud.store.lock_scheduler(session)
+        host = instance.host
+        if host is None:
+            raise InvalidState(f"instance {instance_id} is on no host")
+        capacity = next(c for c in capacities(cloud, session, host.host_class) if c.name == host.name)
+        if not capacity.fits(Request(instance.vcpus, instance.memory_mb, 0, instance.host_class)):
+            raise InvalidState(f"host {host.name} has no room to start {instance_id} now")
+        instance.state = "pending"
+        uri = host.uri
+    try:
+        cloud.hypervisor.start(uri, domain_name(instance_id))
+    except Exception:
+        set_state(cloud, instance_id, "stopped", "Server.InternalError: start failed")
+        raise
+    set_state(cloud, instance_id, "running")
+
+
+def reboot(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
+    """Reboot a running instance."""
+    with cloud.store.read() as session:
+        instance = get_instance(session, instance_id, farm_id)
+        if instance.state != "running":
+            raise InvalidState(f"instance {instance_id} is {instance.state}; only running instances reboot")
+        if instance.host is None:
+            raise InvalidState(f"instance {instance_id} is on no host")
+        uri = instance.host.uri
+    cloud.hypervisor.reboot(uri, domain_name(instance_id))
+
+
+def console_output(cloud: CloudContext, instance_id: str, farm_id: int | None = None, limit: int = 64 * 1024) -> bytes:
+    """The last ``limit`` bytes of the instance's serial console log."""
+    with cloud.store.read() as session:
+        instance = get_instance(session, instance_id, farm_id)
+        uri = instance.host.uri if instance.host else None
+    if uri is None:
+        return b""
+    return cloud.consoles.read(uri, f"{instance_id}.log")[-limit:]

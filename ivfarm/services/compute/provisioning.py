@@ -1,0 +1,222 @@
+"""The slow part of an instance's life on its host: build disks, seed and domain; tear them down.
+
+Each step registers its undo, so a failure removes what was made, marks the instance
+terminated with the reason, and so releases its quota (usage is counted from states).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from contextualization.metadata import meta_data, network_config_v2
+from contextualization.seed import build_seed
+from drivers.hypervisor.domain_xml import DomainSpec, Nic, render_domain
+from drivers.storage.base import BaseImage, Disk, disk_names
+from ivfarm.errors import InvalidState, IvfarmError
+from ivfarm.services.compute.instances import GIB, domain_name, get_instance, set_state
+from ivfarm.services.network import farm_network
+from ivfarm.services.runtime import journal
+from ivfarm.services.runtime.context import CloudContext
+from ivfarm.store.models import Flavor, Image, Instance, KeyPair
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Plan:
+    """Everything provisioning needs, read in one transaction."""
+
+    instance_id: str
+    name: str
+    uri: str
+    host_class: str
+    farm_name: str
+    flavor: str
+    image: BaseImage
+    kernel: str | None
+    initrd: str | None
+    cmdline: str
+    vcpus: int
+    memory_mb: int
+    ephemeral_gb: int
+    root_bytes: int
+    user_data: bytes | None
+    public_keys: dict[str, str]
+    nic: farm_network.InstanceNic | None
+    public_nic: bool
+    undo: list[Callable[[], None]] = field(default_factory=list)
+
+
+def _plan(cloud: CloudContext, instance_id: str, pending: bool = True) -> _Plan:
+    with cloud.store.read() as session:
+        instance = get_instance(session, instance_id)
+        if (pending and instance.state != "pending") or instance.host is None:
+            raise InvalidState(f"instance {instance_id} is {instance.state}, not pending on a host")
+        image: Image = instance.image
+        flavor = session.get(Flavor, instance.flavor_name)
+        kernel = session.get(Image, image.kernel_id) if image.kernel_id else None
+        ramdisk = session.get(Image, image.ramdisk_id) if image.ramdisk_id else None
+        keys: dict[str, str] = {}
+        if instance.key_name and instance.farm_id is not None:
+            pair = session.query(KeyPair).filter_by(farm_id=instance.farm_id, name=instance.key_name).one_or_none()
+            if pair is not None:
+                keys[pair.name] = pair.public_key
+        return _Plan(
+            instance_id=instance.id,
+            name=instance.name,
+            uri=instance.host.uri,
+            host_class=instance.host_class,
+            farm_name=instance.farm.name if instance.farm else "",
+            flavor=instance.flavor_name,
+            image=BaseImage(image.id, image.path, image.disk_format, image.virtual_size_bytes, image.sha256),
+            kernel=kernel.path if kernel else None,
+            initrd=ramdisk.path if ramdisk else None,
+            cmdline=image.cmdline or (kernel.cmdline if kernel else ""),
+            vcpus=instance.vcpus,
+            memory_mb=instance.memory_mb,
+            ephemeral_gb=flavor.ephemeral_gb if flavor else 0,
+            root_bytes=(instance.disk_gb - (flavor.ephemeral_gb if flavor else 0)) * GIB,
+            user_data=instance.user_data,
+            public_keys=keys,
+            nic=farm_network.instance_nic(session, instance),
+            public_nic=instance.public_nic,
+        )
+
+
+def _seed(plan: _Plan) -> bytes:
+    meta = meta_data(plan.instance_id, plan.name, plan.public_keys)
+    network = None
+    if plan.nic is not None:
+        network = network_config_v2(plan.nic.mac, plan.nic.ip, plan.nic.prefix, plan.nic.gateway, [plan.nic.gateway])
+    return build_seed(meta, plan.user_data, network)
+
+
+def _build(cloud: CloudContext, plan: _Plan) -> None:
+    storage = cloud.storage(plan.host_class)
+    image = storage.prepare_image(plan.uri, plan.image)  # cached or copied where the host reads it
+    root = storage.create_root(plan.uri, plan.instance_id, image, plan.root_bytes)
+    plan.undo.append(lambda: storage.delete(plan.uri, root.name))
+    disks: list[Disk] = [root]
+    if plan.ephemeral_gb:
+        ephemeral = storage.create_blank(plan.uri, disk_names(plan.instance_id)[1], plan.ephemeral_gb * GIB)
+        plan.undo.append(lambda: storage.delete(plan.uri, ephemeral.name))
+        disks.append(ephemeral)
+    _define(cloud, plan, disks, start=True)
+
+
+def _host_side(cloud: CloudContext, plan: _Plan) -> tuple[str, list[Nic]]:
+    """The instance's seed, console directory and NICs on its host."""
+    seed_path = cloud.seeds.write(plan.uri, f"{plan.instance_id}.iso", _seed(plan))
+    plan.undo.append(lambda: cloud.seeds.delete(plan.uri, f"{plan.instance_id}.iso"))
+    cloud.consoles.ensure_directory(plan.uri)
+    plan.undo.append(lambda: cloud.consoles.delete(plan.uri, f"{plan.instance_id}.log"))
+    nics: list[Nic] = []
+    if plan.nic is not None:
+        nics.append(farm_network.attach(cloud, plan.uri, plan.nic))
+    if plan.public_nic:
+        nics.append(farm_network.public_nic(cloud, plan.instance_id, plan.host_class))
+    return seed_path, nics
+
+
+def _define(cloud: CloudContext, plan: _Plan, disks: list[Disk], start: bool) -> None:
+    seed_path, nics = _host_side(cloud, plan)
+    features = cloud.hypervisor.features(plan.uri)
+    spec = DomainSpec(
+        name=domain_name(plan.instance_id), instance_id=plan.instance_id, cloud=cloud.cloud_id, farm=plan.farm_name,
+        flavor=plan.flavor, image_id=plan.image.image_id, vcpus=plan.vcpus, memory_mb=plan.memory_mb,
+        domain_type=features.domain_type, machine=cloud.config.get("hypervisor.machine"),
+        kernel=plan.kernel, initrd=plan.initrd, cmdline=plan.cmdline, disks=tuple(disks), seed=seed_path,
+        nics=tuple(nics), console_log=cloud.consoles.path(f"{plan.instance_id}.log"),
+    )
+    cloud.hypervisor.define_and_start(plan.uri, render_domain(spec), start)
+    plan.undo.append(lambda: cloud.hypervisor.undefine(plan.uri, domain_name(plan.instance_id)))
+
+
+def base_image(cloud: CloudContext, instance_id: str) -> BaseImage:
+    """The machine image an existing instance was built from, as storage needs it."""
+    return _plan(cloud, instance_id, pending=False).image
+
+
+def prepare_host(cloud: CloudContext, instance_id: str) -> None:
+    """Put an existing instance's seed, console directory and farm segment on the host the store
+    places it on, so a live migration can land there."""
+    _host_side(cloud, _plan(cloud, instance_id, pending=False))
+
+
+def redefine(cloud: CloudContext, instance_id: str, disks: list[Disk], start: bool) -> None:
+    """Define (and start) an existing instance on the host the store places it on, with disks already
+    there (cold migration, failover); what it made is removed again if it fails."""
+    plan = _plan(cloud, instance_id, pending=False)
+    try:
+        _define(cloud, plan, disks, start)
+    except Exception:
+        _rollback(plan)
+        raise
+
+
+def _rollback(plan: _Plan) -> None:
+    for step in reversed(plan.undo):
+        try:
+            step()
+        except Exception:  # noqa: BLE001 - keep undoing the rest, report each failure
+            log.exception("rollback step failed for %s", plan.instance_id)
+
+
+def provision(cloud: CloudContext, instance_id: str) -> None:
+    """Build and start a pending instance; on failure undo everything and mark it terminated."""
+    plan = _plan(cloud, instance_id)
+    try:
+        _build(cloud, plan)
+    except Exception as exc:
+        _rollback(plan)
+        set_state(cloud, instance_id, "terminated", f"Server.InternalError: {exc}")
+        if plan.nic is not None:
+            farm_network.detach(cloud, plan.nic)
+        if isinstance(exc, IvfarmError):
+            raise
+        raise IvfarmError(f"provisioning {instance_id} failed: {exc}") from exc
+    with cloud.store.write() as session:
+        instance = session.get(Instance, instance_id)
+        still_wanted = instance is not None and instance.state == "pending"
+    if still_wanted:
+        set_state(cloud, instance_id, "running")
+    else:  # terminated while we were building it
+        teardown(cloud, instance_id)
+
+
+def begin_terminate(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> str:
+    """Mark an instance shutting-down; returns its previous state (terminated stays terminated)."""
+    with cloud.store.write() as session:
+        instance = get_instance(session, instance_id, farm_id)
+        previous = instance.state
+        if previous != "terminated":
+            instance.state = "shutting-down"
+            instance.owner = journal.me()
+        return previous
+
+
+def teardown(cloud: CloudContext, instance_id: str) -> None:
+    """Remove the domain, disks, seed, console log and network bindings; mark terminated."""
+    with cloud.store.read() as session:
+        instance = get_instance(session, instance_id)
+        uri = instance.host.uri if instance.host else None
+        host_class = instance.host_class
+        nic = farm_network.instance_nic(session, instance)
+    if uri is not None:
+        cloud.hypervisor.undefine(uri, domain_name(instance_id))
+        storage = cloud.storage(host_class)
+        for name in disk_names(instance_id):
+            storage.delete(uri, name)
+        cloud.seeds.delete(uri, f"{instance_id}.iso")
+        cloud.consoles.delete(uri, f"{instance_id}.log")
+    farm_network.release_addresses(cloud, instance_id)
+    set_state(cloud, instance_id, "terminated", "Client.UserInitiatedShutdown: User initiated shutdown")
+    if nic is not None:
+        farm_network.detach(cloud, nic)
+
+
+def terminate(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
+    """Terminate an instance now (the CLI's way; the EC2 facade runs teardown in the background)."""
+    if begin_terminate(cloud, instance_id, farm_id) != "terminated":
+        teardown(cloud, instance_id)

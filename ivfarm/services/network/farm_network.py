@@ -1,0 +1,86 @@
+"""An instance's place in its farm's network: segment on its host, anti-spoofing, lease, elastic IP."""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from drivers.hypervisor.domain_xml import Nic
+from ivfarm.errors import InvalidInput
+from ivfarm.services.network.addressing import router_ip
+from ivfarm.services.network.routers import sync_router
+from ivfarm.services.runtime.context import CloudContext
+from ivfarm.store.models import Address, Instance
+
+ANTI_SPOOFING_FILTER = "clean-traffic"
+
+
+@dataclass(frozen=True)
+class InstanceNic:
+    """The private NIC of a farm instance."""
+
+    farm_id: int
+    vlan: int
+    ip: str
+    mac: str
+    prefix: int
+    gateway: str
+
+
+def instance_nic(session: Session, instance: Instance) -> InstanceNic | None:
+    """The instance's private NIC, or None for an instance outside any farm."""
+    if instance.farm is None or instance.ip is None or instance.mac is None:
+        return None
+    network = ipaddress.IPv4Network(instance.farm.cidr)
+    return InstanceNic(instance.farm.id, instance.farm.vlan, instance.ip, instance.mac, network.prefixlen,
+                       router_ip(instance.farm.cidr))
+
+
+def attach(cloud: CloudContext, uri: str, nic: InstanceNic) -> Nic:
+    """Ensure the farm segment on the host and the lease on the router; the NIC to put in the domain."""
+    bridge = cloud.segments.ensure(uri, nic.vlan)
+    sync_router(cloud, nic.farm_id)
+    if not cloud.hypervisor.features(uri).nwfilter:
+        return Nic(bridge=bridge, mac=nic.mac)
+    return Nic(bridge=bridge, mac=nic.mac, filter=ANTI_SPOOFING_FILTER, filter_params={"IP": nic.ip})
+
+
+def detach(cloud: CloudContext, nic: InstanceNic) -> None:
+    """Drop the instance's lease (the router is rebuilt from the store, which no longer lists it)."""
+    sync_router(cloud, nic.farm_id)
+
+
+def release_addresses(cloud: CloudContext, instance_id: str) -> None:
+    """Disassociate any elastic IP bound to the instance."""
+    farm_ids = set()
+    with cloud.store.write() as session:
+        for address in session.scalars(select(Address).where(Address.instance_id == instance_id)):
+            address.instance_id = None
+            address.association_id = None
+            farm_ids.add(address.farm_id)
+    for farm_id in farm_ids:
+        sync_router(cloud, farm_id)
+
+
+def public_bridge(cloud: CloudContext) -> str:
+    """The host bridge of the site's public network; refuses a public segment inside a namespace."""
+    public = cloud.config.get("network.public")
+    if public.get("netns"):
+        raise InvalidInput(
+            f"the public segment (bridge {public['bridge']}) lives in network namespace {public['netns']}, "
+            "where VMs cannot be attached: for public NICs set network.public.netns to null and "
+            "network.public.bridge to a bridge on the site's public network that exists on every service host"
+        )
+    return str(public["bridge"])
+
+
+def public_nic(cloud: CloudContext, instance_id: str, host_class: str) -> Nic:
+    """A NIC on the site's public host bridge, for service-class instances only (MAC 02:01: + id)."""
+    if host_class != "service":
+        raise InvalidInput("worker-class instances never get a public NIC")
+    octets = instance_id[-8:]
+    mac = "02:01:" + ":".join(octets[i:i + 2] for i in range(0, 8, 2))
+    return Nic(bridge=public_bridge(cloud), mac=mac)
+
