@@ -15,7 +15,7 @@ APT_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qem
 	openssh-server openssh-client rsync lvm2 parted cloud-init glusterfs-server glusterfs-client \
 	libvirt-daemon-driver-storage-gluster postgresql python3-venv python3-dev gcc
 
-.PHONY: demo test deps venv services guest clean-demo lint bench
+.PHONY: demo test deps venv services guest clean-demo lint bench migration
 
 demo: deps venv services guest
 	scripts/demo.sh
@@ -49,6 +49,11 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy ivfarm drivers vrouter contextualization
 	$(VENV)/bin/lint-imports
+
+# `make migration MSG="add hosts.note"`: the next schema migration, from the models' difference with head
+migration: venv
+	@test -n "$(MSG)" || { echo 'usage: make migration MSG="what changes"'; exit 2; }
+	$(VENV)/bin/python -m ivfarm.store.migrations revision "$(MSG)"
 
 bench: venv
 	for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b | tail -1; done

@@ -29,7 +29,7 @@ def main() -> None:
         "network": {"vlan_range": [3900, 3999], "public": {"bridge": f"ivp{tag}", "netns": f"ivb-pub-{tag}"}},
     }))
     cloud.prepare_state_dir()
-    cloud.store.create_all()
+    cloud.store.upgrade_schema()
     sync_catalog(cloud)
     hosts.add_host(cloud, "local", "qemu:///system", "worker")
     create, delete = [], []

@@ -37,7 +37,7 @@ def build_cloud(state: Path, fleet: Fleet, bwlimit_kbps: int, size_mb: int) -> t
     cloud = Cloud(build_config({"state_dir": str(state), "vrouter": {"backend": "none"},
                                 "image_cache": {**fleet.image_cache_config(), "bwlimit_kbps": bwlimit_kbps}}))
     cloud.prepare_state_dir()
-    cloud.store.create_all()
+    cloud.store.upgrade_schema()
     sync_catalog(cloud)
     for index, target in enumerate(fleet.targets):
         uri = fake_hypervisor(state / f"node-{index}.xml", cpus=8, memory_mb=16384)

@@ -34,7 +34,7 @@ def build(workdir: Path) -> Cloud:
                                                           "cidr": "198.51.100.0/24"}},
     }))
     cloud.prepare_state_dir()
-    cloud.store.create_all()
+    cloud.store.upgrade_schema()
     sync_catalog(cloud)
     for index in range(HOSTS):
         hosts.add_host(cloud, f"hv{index:03d}", fake_hypervisor(workdir / f"hv{index}.xml", 128, 512 * 1024), "worker")

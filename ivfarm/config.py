@@ -2,94 +2,108 @@
 
 Lookup order for the file: ``--config``, else ``$IVFARM_CONFIG``, else ``/etc/ivfarm/ivfarm.yaml``
 (a missing default file is fine; a missing explicit file is an error). ``$IVFARM_DATABASE``
-overrides ``database``.
+overrides ``database``. The keys, their types and defaults are the schema in
+:mod:`ivfarm.config_schema`: an unknown key or a value of the wrong type is a ``ConfigError``
+naming the key and the file, never a silent default.
 """
 from __future__ import annotations
 
 import copy
+import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
+from ivfarm.config_schema import Settings, section_keys
 from ivfarm.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/ivfarm/ivfarm.yaml")
 
-DEFAULTS: dict[str, Any] = {
-    "state_dir": "/var/lib/ivfarm",
-    # Names this cloud on shared hypervisors: its storage pools are <cloud_id>-disks, -seeds, -console
-    # and its domains carry it in their metadata, so reconcile never touches another cloud's resources.
-    "cloud_id": "ivfarm",
-    "database": None,  # None -> sqlite:///<state_dir>/ivfarm.db
-    "hypervisor": {
-        "domain_type": "qemu",  # "kvm" where hardware virtualisation works
-        "machine": "pc",
-        "shutdown_timeout_s": 30,  # ACPI shutdown grace before a stop powers the VM off
-        "cpu_allocation_ratio": 1.0,
-        "memory_allocation_ratio": 1.0,
-        "disk_gb": 500,  # schedulable local disk per host when libvirt cannot tell
-    },
-    "scheduler": {"worker_policy": "pack", "service_policy": "stripe"},
-    "storage": {
-        # qcow2: overlays on the host's cached image (the repository's when the host has no ssh_target);
-        # lvm: logical volumes of a volume group, the image copied from the host's cache.
-        "worker": {"backend": "qcow2", "lvm": {"volume_group": "ivfarm", "devices": []}},
-        # qcow2: local overlays (single host); gluster: overlays on a GlusterFS volume every service
-        # host mounts (netfs pool, fuse), base images copied onto it once: live migration, failover.
-        "service": {
-            "backend": "qcow2",
-            "gluster": {"volume": "ivfarm", "hosts": [], "mount": "/var/lib/ivfarm/gluster"},
-        },
-    },
-    # Per-host image cache for workers, filled in waves over SSH (rsync) by `ivfarm image sync`.
-    "image_cache": {
-        "dir": "/var/lib/ivfarm/cache",  # default for hosts registered without --cache-dir
-        "fanout": 1,  # transfers each host with a copy serves per round
-        "attempts": 3,  # sources tried per host before it is reported failed
-        "ssh_key": None,  # private key, at the same path on the controller and on the hosts
-        "ssh_options": ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new", "-o", "ConnectTimeout=10"],
-        "bwlimit_kbps": 0,  # rsync --bwlimit per transfer; 0: unlimited
-    },
-    "hosts": {
-        "failure_grace_s": 120,  # how long a host may stay unreachable before its VMs are recovered
-        "fence_command": None,  # shell command with {name} and {uri}; exit 0 = powered off. None: never fence
-        "fence_timeout_s": 120,
-        "worker_failure_policy": "leave",  # recreate | leave: what happens to a failed host's worker VMs
-    },
-    "network": {
-        "farm_pool": "10.64.0.0/12",
-        "farm_prefix": 24,
-        "vlan_range": [100, 4000],
-        "trunk_interface": None,
-        "public": {
-            "cidr": "198.51.100.0/24",
-            "gateway": "198.51.100.1",
-            "range": ["198.51.100.10", "198.51.100.250"],
-            "bridge": "ivpub0",
-            "netns": "ivfarm-public",  # None: the bridge is a host bridge of the site
-        },
-        "dns_forwarders": ["198.51.100.1"],
-    },
-    "vrouter": {
-        "backend": "netns",  # netns | openwrt | none
-        "host_uri": "qemu:///system",  # the hypervisor that carries the routers' side of farm segments
-        # The OpenWrt router VM: an admin-registered image that brings its WAN up on the router's public
-        # address (the site's DHCP reserves it for the WAN MAC 02:01:+address) with SSH for ssh_user.
-        "openwrt": {"image": None, "vcpus": 1, "memory_mb": 150, "ssh_user": "root", "ssh_key": None,
-                    "known_hosts": None, "ssh_allow_from": None},
-    },
-    "quota_defaults": {"instances": 4, "vcpus": 8, "memory_mb": 16384, "disk_gb": 200, "addresses": 1},
-    "ec2": {
-        "listen": "127.0.0.1:8773",
-        "region": "ivfarm-1",
-        "zones": {"worker": None, "service": None},
-        "provision_workers": 4,
-        "terminated_visible_s": 3600,
-    },
+# The built-in tree, as plain Python values (see ivfarm.config_schema for what each key means).
+DEFAULTS: dict[str, Any] = Settings().model_dump()
+
+SECRET_KEY = re.compile(r"password|passwd|secret|token|credential|ssh_key|private_key", re.IGNORECASE)
+MASK = "***"
+
+
+class ConfigInvalid(ConfigError):
+    """The configuration does not match the schema; ``problems`` holds one line per wrong key."""
+
+    def __init__(self, origin: str, problems: list[str]) -> None:
+        super().__init__("\n".join(f"{origin}: {problem}" for problem in problems))
+        self.origin = origin
+        self.problems = problems
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password of its user part replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:{MASK}@{host}"
+
+
+def _shown(key: str, value: Any) -> str:
+    if value is not None and SECRET_KEY.search(key):
+        return MASK
+    if key == "database" and isinstance(value, str):
+        value = mask_url(value)
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list", dict: "mapping"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+_EXPECTED = {
+    "int_type": "an integer", "float_type": "a number", "string_type": "a string", "bool_type": "a boolean",
+    "list_type": "a list", "model_type": "a mapping", "dict_type": "a mapping", "model_attributes_type": "a mapping",
 }
+
+
+def describe(error: ErrorDetails) -> str:
+    """One line for one schema violation: the dotted key, what was expected, what was found."""
+    loc = error["loc"]
+    path = ".".join(str(part) for part in loc) or "(top level)"
+    key, value, kind = str(loc[-1]) if loc else "", error.get("input"), error["type"]
+    if kind == "extra_forbidden":
+        known = section_keys(loc[:-1]) or []
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"known keys here: {', '.join(known)}"
+        return f"{path}: unknown key ({hint})"
+    if kind in _EXPECTED:
+        found = "null" if value is None else f"{_kind(value)} {_shown(key, value)}"
+        return f"{path}: expected {_EXPECTED[kind]}, got {found}"
+    if kind == "literal_error":
+        allowed = str(error.get("ctx", {}).get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return f"{path}: expected one of {allowed}, got {_shown(key, value)}"
+    if kind in ("too_short", "too_long"):
+        ctx = error.get("ctx", {})
+        bound = f"at least {ctx.get('min_length')}" if kind == "too_short" else f"at most {ctx.get('max_length')}"
+        return f"{path}: expected a list of {bound} items, got {ctx.get('actual_length')}: {_shown(key, value)}"
+    message = re.sub(r"^(Input|String|List|Value) should", "must", error["msg"])
+    if kind.startswith("check_"):
+        return f"{path}: {message}"
+    return f"{path}: {message}, got {_shown(key, value)}"
+
+
+def validate(data: Any, origin: str) -> Settings:
+    """The typed settings for a configuration tree; ``ConfigInvalid`` lists every problem."""
+    if not isinstance(data, dict):
+        raise ConfigInvalid(origin, ["the configuration must be a mapping"])
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigInvalid(origin, [describe(error) for error in exc.errors(include_url=False)]) from None
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -102,12 +116,43 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def masked(tree: Any, key: str = "") -> Any:
+    """A copy of a configuration tree fit to show: secrets as ``***``, database passwords hidden."""
+    if isinstance(tree, dict):
+        return {k: masked(v, str(k)) for k, v in tree.items()}
+    if tree is not None and SECRET_KEY.search(key):
+        return MASK
+    if key == "database" and isinstance(tree, str):
+        return mask_url(tree)
+    if key == "fence_command" and isinstance(tree, str):
+        # IPMI and similar fence agents take the password on the command line
+        return re.sub(r"(-P\s+|--password[=\s]+|password=)\S+", rf"\g<1>{MASK}", tree)
+    return copy.deepcopy(tree)
+
+
 @dataclass
 class Config:
-    """Resolved configuration; ``data`` holds the merged tree, the properties the common keys."""
+    """Resolved configuration; ``data`` holds the merged tree, the properties the common keys.
+
+    ``data`` is validated against the schema when the object is made (and normalised: paths given
+    as ``Path`` become strings); ``settings`` is the same tree as typed models.
+    """
 
     data: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULTS))
     source: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.data = validate(self.data, self.origin).model_dump()
+
+    @property
+    def origin(self) -> str:
+        """Where the configuration came from, for messages."""
+        return str(self.source) if self.source else "configuration"
+
+    @property
+    def settings(self) -> Settings:
+        """The configuration as typed models (validated again, so edits of ``data`` are seen)."""
+        return validate(self.data, self.origin)
 
     def get(self, dotted: str) -> Any:
         """Return the value at a dotted path such as ``network.public.cidr``."""
@@ -136,10 +181,36 @@ class Config:
         configured = self.data["ec2"]["zones"].get(host_class)
         return configured or f"{self.data['ec2']['region']}-{host_class}"
 
+    def effective(self) -> dict[str, Any]:
+        """The tree in use, with ``database`` the URL actually used; secrets masked."""
+        return masked({**self.data, "database": self.database_url})
+
 
 def build_config(overrides: dict[str, Any] | None = None, source: Path | None = None) -> Config:
-    """A configuration from the defaults and ``overrides`` only (no file is read)."""
+    """A configuration from the defaults and ``overrides`` only (no file is read).
+
+    ``overrides`` may be partial: nested mappings are merged into the defaults key by key.
+    """
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ConfigInvalid(str(source) if source else "configuration", ["the configuration must be a mapping"])
     return Config(_merge(DEFAULTS, overrides or {}), source)
+
+
+def read_file(file_path: Path) -> dict[str, Any]:
+    """The mapping a YAML configuration file holds (an empty file is an empty mapping)."""
+    try:
+        loaded = yaml.safe_load(file_path.read_text()) or {}
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"{file_path}: not valid YAML: {where}{exc.problem or exc.context}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file_path}: not valid YAML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{file_path}: cannot read: {exc.strerror or exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{file_path}: the configuration must be a mapping")
+    return loaded
 
 
 def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> Config:
@@ -148,13 +219,7 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str,
     file_path = Path(explicit) if explicit else DEFAULT_CONFIG_PATH
     data: dict[str, Any] = {}
     if file_path.exists():
-        try:
-            loaded = yaml.safe_load(file_path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file_path}: not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{file_path}: the configuration must be a mapping")
-        data = loaded
+        data = read_file(file_path)
     elif explicit:
         raise ConfigError(f"configuration file not found: {file_path}")
     if overrides:

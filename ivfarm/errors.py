@@ -78,3 +78,7 @@ class LockHeld(IvfarmError):
     """Another run of a cron job holds its lock."""
 
     exit_code = 2
+
+
+class SchemaMismatch(IvfarmError):
+    """The state store's schema is not one this ivfarm can upgrade (foreign tables, or a newer ivfarm's)."""

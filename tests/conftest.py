@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from ivfarm.cloud import Cloud
 from ivfarm.config import build_config
@@ -23,7 +24,7 @@ def make_cloud(state_dir: Path, **overrides: Any) -> Cloud:
     data.update(overrides)
     cloud = Cloud(build_config(data))
     cloud.prepare_state_dir()
-    cloud.store.create_all()
+    cloud.store.upgrade_schema()
     sync_catalog(cloud)
     return cloud
 
@@ -50,6 +51,8 @@ def db_cloud(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cloud]:
 
         scratch = Store(url)
         Base.metadata.drop_all(scratch.engine)
+        with scratch.engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
         scratch.dispose()
         overrides["database"] = url
     built = make_cloud(tmp_path / "state", **overrides)

@@ -9,6 +9,7 @@ import click
 
 from ivfarm import __version__
 from ivfarm.cli.accounting import accounting
+from ivfarm.cli.config import config
 from ivfarm.cli.context import context
 from ivfarm.cli.context_obj import AppContext
 from ivfarm.cli.ec2 import ec2
@@ -44,7 +45,7 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     ctx.obj = AppContext(config_path)
 
 
-for command in (init, host, flavor, image, farm, vm, vrouter, quota, reconcile, accounting, context, ec2):
+for command in (init, config, host, flavor, image, farm, vm, vrouter, quota, reconcile, accounting, context, ec2):
     cli.add_command(command)
 
 

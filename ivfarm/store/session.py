@@ -11,9 +11,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ivfarm.errors import StoreNotInitialised
+from ivfarm.errors import SchemaMismatch, StoreNotInitialised
+from ivfarm.store import migrations
 from ivfarm.store.models import Farm
-from ivfarm.store.schema import missing_columns, upgrade
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -52,10 +52,30 @@ class Store:
             self.engine = create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(ivfarm_write=True), expire_on_commit=False)
+        self.migrations = migrations.MIGRATIONS  # the scripts ``upgrade_schema`` runs and the revision it requires
 
-    def create_all(self) -> list[str]:
-        """Create every table that does not exist yet and add new columns; returns the columns added."""
-        return upgrade(self.engine)
+    def upgrade_schema(self) -> migrations.SchemaChange:
+        """Create the schema at the newest revision, or upgrade it there (one process at a time)."""
+        with self.engine.execution_options(ivfarm_write=True).connect() as conn:
+            raw = conn.connection.driver_connection if self.is_sqlite else None
+            if raw is not None:  # SQLite copies tables to alter them: foreign keys are checked once, at the end
+                raw.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with conn.begin():
+                    if raw is None:
+                        conn.execute(text("SELECT pg_advisory_xact_lock(7306)"))  # concurrent inits take turns
+                    dangling = self._dangling_references(conn)
+                    change = migrations.upgrade(conn, self.migrations, f"the state store at {self.url}")
+                    if self._dangling_references(conn) > dangling:
+                        raise SchemaMismatch(f"upgrading the state store at {self.url} would break foreign keys")
+            finally:
+                if raw is not None:
+                    raw.execute("PRAGMA foreign_keys=ON")
+        return change
+
+    def _dangling_references(self, conn: Connection) -> int:
+        """Rows whose foreign keys point nowhere (SQLite, where migrations run with them unenforced)."""
+        return len(conn.exec_driver_sql("PRAGMA foreign_key_check").all()) if self.is_sqlite else 0
 
     def is_initialised(self) -> bool:
         """True when the schema exists."""
@@ -65,11 +85,24 @@ class Store:
             return False
 
     def require_initialised(self) -> None:
-        """Raise ``StoreNotInitialised`` unless ``ivfarm init`` has run for this version's schema."""
-        if not self.is_initialised():
+        """Raise ``StoreNotInitialised`` unless ``ivfarm init`` has brought the schema to this version's revision."""
+        try:
+            with self.engine.connect() as conn:
+                revision = migrations.current_revision(conn)
+                exists = revision is not None or migrations.has_tables(conn, self.migrations)
+        except OperationalError:
+            revision, exists = None, False
+        if not exists:
             raise StoreNotInitialised(f"the state store at {self.url} is not initialised: run 'ivfarm init'")
-        if missing_columns(self.engine):
-            raise StoreNotInitialised(f"the state store at {self.url} is from an older ivfarm: run 'ivfarm init' to upgrade it")
+        head = migrations.head(self.migrations)
+        if revision == head:
+            return
+        if revision is None or migrations.is_known(revision, self.migrations):
+            at = f"schema {revision}" if revision else "schema from before migrations"
+            raise StoreNotInitialised(f"the state store at {self.url} is from an older ivfarm ({at}, this ivfarm "
+                                      f"needs {head}): run 'ivfarm init' to upgrade it")
+        raise SchemaMismatch(f"the state store at {self.url} is at schema revision {revision}, which this ivfarm "
+                             f"does not know (its newest is {head}): it was made by a newer ivfarm")
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:

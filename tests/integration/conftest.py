@@ -103,7 +103,7 @@ def real_cloud_factory(guest_dir: Path) -> Iterator[Callable[..., Cloud]]:
             data[key] = value
         cloud = Cloud(build_config(data))
         cloud.prepare_state_dir()
-        cloud.store.create_all()
+        cloud.store.upgrade_schema()
         sync_catalog(cloud)
         made.append(cloud)
         hosts.add_host(cloud, "local", "qemu:///system", "worker")

@@ -58,7 +58,7 @@ class LocalSite:
         self.config_path.write_text(yaml.safe_dump(data))
         self.cloud = Cloud(load_config(self.config_path))
         self.cloud.prepare_state_dir()
-        self.cloud.store.create_all()
+        self.cloud.store.upgrade_schema()
         sync_catalog(self.cloud)
         self.process: subprocess.Popen[bytes] | None = None
         self.endpoint = ""

@@ -1,0 +1,282 @@
+"""The typed schema of the ivfarm configuration: every key, its type, allowed values and default.
+
+Each section forbids unknown keys and validates strictly (a string is never taken for a number,
+a list stays a list); IP addresses and networks stay strings, checked to parse. ``Settings()``
+is the built-in default tree.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import PurePath
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, model_validator
+from pydantic_core import PydanticCustomError
+
+
+def _number(value: Any) -> float:
+    # an int stays an int (30 is shown as 30, not 30.0); bools and strings are refused
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("number_type", "expected a number")
+    return value
+
+
+def _path_as_str(value: Any) -> Any:
+    # Python callers may pass Path objects; the tree keeps plain strings
+    return str(value) if isinstance(value, PurePath) else value
+
+
+def _ipv4_network(value: str) -> str:
+    try:
+        ipaddress.IPv4Network(value)
+    except ValueError:
+        raise PydanticCustomError("ipv4_network", "expected an IPv4 network with no host bits set, "
+                                                  "such as 10.64.0.0/12") from None
+    return value
+
+
+def _ipv4_address(value: str) -> str:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        raise PydanticCustomError("ipv4_address", "expected an IPv4 address such as 198.51.100.1") from None
+    return value
+
+
+def _ip_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise PydanticCustomError("ip_address", "expected an IP address such as 198.51.100.1") from None
+    return value
+
+
+def _ip_network(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise PydanticCustomError("ip_network", "expected an IP network such as 192.0.2.0/24") from None
+    return value
+
+
+def _networks(value: Any) -> Any:
+    # one network or a list of them, kept as given
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise PydanticCustomError("networks_type", "expected an IP network or a list of them")
+    for item in items:
+        _ip_network(item)
+    return value
+
+
+def _listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise PydanticCustomError("listen_address", "expected HOST:PORT such as 127.0.0.1:8773")
+    return value
+
+
+def _cloud_id(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+        raise PydanticCustomError("cloud_id", "expected a name of letters, digits, '.', '_' and '-' "
+                                              "(it names storage pools)")
+    return value
+
+
+def _database_url(value: str) -> str:
+    if "://" not in value:
+        raise PydanticCustomError("database_url", "expected an SQLAlchemy URL such as "
+                                                  "postgresql+psycopg://ivfarm@db/ivfarm")
+    return value
+
+
+Number = Annotated[float, PlainValidator(_number), Field(ge=0)]
+PositiveNumber = Annotated[float, PlainValidator(_number), Field(gt=0)]
+Count = Annotated[int, Field(ge=0)]
+PositiveCount = Annotated[int, Field(ge=1)]
+Name = Annotated[str, Field(min_length=1)]
+PathStr = Annotated[str, BeforeValidator(_path_as_str), Field(min_length=1)]
+Ipv4Network = Annotated[str, AfterValidator(_ipv4_network)]
+Ipv4Address = Annotated[str, AfterValidator(_ipv4_address)]
+IpAddress = Annotated[str, AfterValidator(_ip_address)]
+Networks = Annotated[str | list[str], PlainValidator(_networks)]
+VlanId = Annotated[int, Field(ge=1, le=4094)]
+
+
+class Section(BaseModel):
+    """A mapping of the configuration: unknown keys are errors, values are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+
+
+class Hypervisor(Section):
+    domain_type: Literal["qemu", "kvm"] = "qemu"  # "kvm" where hardware virtualisation works
+    machine: Name = "pc"
+    shutdown_timeout_s: Number = 30  # ACPI shutdown grace before a stop powers the VM off
+    cpu_allocation_ratio: PositiveNumber = 1.0
+    memory_allocation_ratio: PositiveNumber = 1.0
+    disk_gb: PositiveCount = 500  # schedulable local disk per host when libvirt cannot tell
+
+
+class Scheduler(Section):
+    worker_policy: Literal["pack", "stripe"] = "pack"
+    service_policy: Literal["pack", "stripe"] = "stripe"
+
+
+class Lvm(Section):
+    volume_group: Name = "ivfarm"
+    devices: list[PathStr] = []
+
+
+class WorkerStorage(Section):
+    # qcow2: overlays on the host's cached image (the repository's when the host has no ssh_target);
+    # lvm: logical volumes of a volume group, the image copied from the host's cache.
+    backend: Literal["qcow2", "lvm"] = "qcow2"
+    lvm: Lvm = Field(default_factory=Lvm)
+
+
+class Gluster(Section):
+    volume: Name = "ivfarm"
+    hosts: list[Name] = []
+    mount: PathStr = "/var/lib/ivfarm/gluster"
+
+
+class ServiceStorage(Section):
+    # qcow2: local overlays (single host); gluster: overlays on a GlusterFS volume every service
+    # host mounts (netfs pool, fuse), base images copied onto it once: live migration, failover.
+    backend: Literal["qcow2", "gluster"] = "qcow2"
+    gluster: Gluster = Field(default_factory=Gluster)
+
+
+class Storage(Section):
+    worker: WorkerStorage = Field(default_factory=WorkerStorage)
+    service: ServiceStorage = Field(default_factory=ServiceStorage)
+
+
+class ImageCache(Section):
+    """Per-host image cache for workers, filled in waves over SSH (rsync) by ``ivfarm image sync``."""
+
+    dir: PathStr = "/var/lib/ivfarm/cache"  # default for hosts registered without --cache-dir
+    fanout: PositiveCount = 1  # transfers each host with a copy serves per round
+    attempts: PositiveCount = 3  # sources tried per host before it is reported failed
+    ssh_key: PathStr | None = None  # private key, at the same path on the controller and on the hosts
+    ssh_options: list[str] = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
+                              "-o", "ConnectTimeout=10"]
+    bwlimit_kbps: Count = 0  # rsync --bwlimit per transfer; 0: unlimited
+
+
+class Hosts(Section):
+    failure_grace_s: Number = 120  # how long a host may stay unreachable before its VMs are recovered
+    fence_command: Name | None = None  # shell command with {name} and {uri}; exit 0 = powered off. None: never fence
+    fence_timeout_s: PositiveNumber = 120
+    worker_failure_policy: Literal["recreate", "leave"] = "leave"  # what happens to a failed host's worker VMs
+
+
+class Public(Section):
+    cidr: Ipv4Network = "198.51.100.0/24"
+    gateway: Ipv4Address = "198.51.100.1"
+    range: Annotated[list[Ipv4Address], Field(min_length=2, max_length=2)] = ["198.51.100.10", "198.51.100.250"]
+    bridge: Annotated[str, Field(min_length=1, max_length=15)] = "ivpub0"
+    netns: Name | None = "ivfarm-public"  # None: the bridge is a host bridge of the site
+
+    @model_validator(mode="after")
+    def _inside_cidr(self) -> Public:
+        network = ipaddress.IPv4Network(self.cidr)
+        for key, address in (("gateway", self.gateway), ("range[0]", self.range[0]), ("range[1]", self.range[1])):
+            if ipaddress.IPv4Address(address) not in network:
+                raise PydanticCustomError("check_public", "{key} {address} is outside cidr {cidr}",
+                                          {"key": key, "address": address, "cidr": self.cidr})
+        if ipaddress.IPv4Address(self.range[0]) > ipaddress.IPv4Address(self.range[1]):
+            raise PydanticCustomError("check_public", "range must be [first, last] with first <= last")
+        return self
+
+
+class Network(Section):
+    farm_pool: Ipv4Network = "10.64.0.0/12"
+    farm_prefix: Annotated[int, Field(ge=8, le=29)] = 24
+    vlan_range: Annotated[list[VlanId], Field(min_length=2, max_length=2)] = [100, 4000]
+    trunk_interface: Name | None = None
+    public: Public = Field(default_factory=Public)
+    dns_forwarders: list[IpAddress] = ["198.51.100.1"]
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Network:
+        if self.vlan_range[0] > self.vlan_range[1]:
+            raise PydanticCustomError("check_network", "vlan_range must be [low, high] with low <= high")
+        pool = ipaddress.IPv4Network(self.farm_pool)
+        if self.farm_prefix < pool.prefixlen:
+            raise PydanticCustomError("check_network", "farm_prefix /{prefix} is larger than farm_pool {pool}",
+                                      {"prefix": self.farm_prefix, "pool": self.farm_pool})
+        return self
+
+
+class OpenWrt(Section):
+    """The OpenWrt router VM: an admin-registered image that brings its WAN up on the router's public
+    address (the site's DHCP reserves it for the WAN MAC 02:01:+address) with SSH for ssh_user."""
+
+    image: Name | None = None
+    vcpus: PositiveCount = 1
+    memory_mb: Annotated[int, Field(ge=64)] = 150
+    ssh_user: Name = "root"
+    ssh_key: PathStr | None = None
+    known_hosts: PathStr | None = None
+    ssh_allow_from: Networks | None = None  # None: the router's own public network
+
+
+class Vrouter(Section):
+    backend: Literal["netns", "openwrt", "none"] = "netns"
+    host_uri: Name = "qemu:///system"  # the hypervisor that carries the routers' side of farm segments
+    openwrt: OpenWrt = Field(default_factory=OpenWrt)
+
+
+class QuotaDefaults(Section):
+    instances: Count = 4
+    vcpus: Count = 8
+    memory_mb: Count = 16384
+    disk_gb: Count = 200
+    addresses: Count = 1
+
+
+class Zones(Section):
+    worker: Name | None = None  # None: <region>-worker
+    service: Name | None = None
+
+
+class Ec2(Section):
+    listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:8773"
+    region: Name = "ivfarm-1"
+    zones: Zones = Field(default_factory=Zones)
+    provision_workers: PositiveCount = 4
+    terminated_visible_s: Number = 3600
+
+
+class Settings(Section):
+    """The whole configuration file."""
+
+    state_dir: PathStr = "/var/lib/ivfarm"
+    # Names this cloud on shared hypervisors: its storage pools are <cloud_id>-disks, -seeds, -console
+    # and its domains carry it in their metadata, so reconcile never touches another cloud's resources.
+    cloud_id: Annotated[str, AfterValidator(_cloud_id)] = "ivfarm"
+    database: Annotated[str, AfterValidator(_database_url)] | None = None  # None -> sqlite:///<state_dir>/ivfarm.db
+    hypervisor: Hypervisor = Field(default_factory=Hypervisor)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    storage: Storage = Field(default_factory=Storage)
+    image_cache: ImageCache = Field(default_factory=ImageCache)
+    hosts: Hosts = Field(default_factory=Hosts)
+    network: Network = Field(default_factory=Network)
+    vrouter: Vrouter = Field(default_factory=Vrouter)
+    quota_defaults: QuotaDefaults = Field(default_factory=QuotaDefaults)
+    ec2: Ec2 = Field(default_factory=Ec2)
+
+
+def section_keys(loc: tuple[int | str, ...]) -> list[str] | None:
+    """The keys the section at ``loc`` (a path of keys) allows; None if ``loc`` is no section."""
+    model: type[BaseModel] = Settings
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return list(model.model_fields)
