@@ -47,7 +47,7 @@ guest:
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy ivfarm drivers vrouter contextualization
+	$(VENV)/bin/mypy ivfarm drivers vrouter contextualization fileops
 	$(VENV)/bin/lint-imports
 
 # `make migration MSG="add hosts.note"`: the next schema migration, from the models' difference with head

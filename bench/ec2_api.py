@@ -33,6 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.localsite import LocalSite, QueryClient
+from tests.support.polling import accepts, poll_until
 
 INSTANCES = 1000
 BATCH = 50
@@ -50,15 +51,12 @@ def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                    stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process, f"http://127.0.0.1:{port}/"
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("moto server did not start")
+    try:
+        poll_until(lambda: accepts(port), 30, 0.1, "moto server did not start", error=RuntimeError)
+    except RuntimeError:
+        process.kill()
+        raise
+    return process, f"http://127.0.0.1:{port}/"
 
 
 def ok(client: QueryClient, params: dict[str, str]) -> bytes:
@@ -125,12 +123,9 @@ def latencies(client: QueryClient, samples: int) -> tuple[float, float, int]:
 
 def wait_provisioned(client: QueryClient, timeout: float = 600) -> None:
     """Until ivfarm's pool has built every instance."""
-    deadline = time.monotonic() + timeout
     pending = {"Action": "DescribeInstances", "Filter.1.Name": "instance-state-name", "Filter.1.Value.1": "pending"}
-    while b"<instanceId>" in ok(client, pending):
-        if time.monotonic() > deadline:
-            raise RuntimeError("provisioning did not finish")
-        time.sleep(1)
+    poll_until(lambda: b"<instanceId>" not in ok(client, pending), timeout, 1, "provisioning did not finish",
+               error=RuntimeError)
 
 
 def ivfarm_site(root: Path) -> tuple[LocalSite, Any]:

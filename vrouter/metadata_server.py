@@ -13,7 +13,7 @@ IMDSv1 (plain GETs) and IMDSv2 are both served: ``PUT /latest/api/token`` with
 ``X-aws-ec2-metadata-token`` must present a live token issued to the same address (else 401).
 Tokens are HMAC-signed expiry times under a per-process secret: nothing is stored, and a restart
 invalidates them (clients ask for a new one on 401, as they do on EC2).
-Stdlib only: the router must not depend on the control plane.
+Stdlib (and the stdlib-only ``fileops``) only: the router must not depend on the control plane.
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from fileops.atomic import atomic_write
 from vrouter.imds import METADATA_IP, METADATA_PORT, InstanceDocs, answer, parse_records
 
 TOKEN_PATH = "/latest/api/token"
@@ -199,9 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.daemon:
         _daemonize()
     if args.pid_file:
-        tmp = args.pid_file.with_name(args.pid_file.name + ".tmp")
-        tmp.write_text(f"{os.getpid()}\n")
-        os.replace(tmp, args.pid_file)
+        atomic_write(args.pid_file, f"{os.getpid()}\n")
     server.serve_forever()
     return 0
 

@@ -11,17 +11,17 @@ router's run dir (mode 0600) that publish_metadata() replaces atomically.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
+from fileops.atomic import atomic_write
+from fileops.locks import exclusive_lock
 from vrouter import _sh
 from vrouter.base import RouterBackend
 from vrouter.errors import RouterError
@@ -351,10 +351,7 @@ class NetnsRouter(RouterBackend):
         return DnsmasqPaths.under(self._dir(key))
 
     def _save_spec(self, spec: RouterSpec) -> None:
-        path = self._dir(spec.key) / "spec.json"
-        tmp = path.with_name("spec.json.tmp")
-        tmp.write_text(json.dumps(spec.to_dict(), indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        atomic_write(self._dir(spec.key) / "spec.json", json.dumps(spec.to_dict(), indent=1, sort_keys=True))
 
     def _load_spec(self, key: str) -> RouterSpec | None:
         try:
@@ -362,29 +359,17 @@ class NetnsRouter(RouterBackend):
         except (FileNotFoundError, ValueError, TypeError):
             return None
 
-    @contextmanager
-    def _lock(self) -> Iterator[None]:
+    def _lock(self) -> AbstractContextManager[None]:
         """One router change at a time on this machine (several ivfarm processes may run)."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return exclusive_lock(self.run_dir / ".lock")
 
 
 def _replace_file(path: Path, content: str, mode: int) -> bool:
-    """Atomically (temp file + rename) give path this content and mode; True when it changed."""
+    """Atomically give path this content and mode; True when it changed."""
     try:
         if path.read_text() == content:
             return False
     except FileNotFoundError:
         pass
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        os.fchmod(handle.fileno(), mode)
-        handle.write(content)
-    os.replace(tmp, path)
+    atomic_write(path, content, mode)
     return True

@@ -18,7 +18,6 @@ import logging
 import os
 import shlex
 import subprocess
-import tempfile
 import traceback
 from typing import Callable, Dict, List, NamedTuple, Optional, Union
 
@@ -58,6 +57,28 @@ class PlanError(Exception):
 
 class StepFailed(Exception):
     """A step of the plan failed on the guest."""
+
+
+def replace_file(path: str, content: str, mode: int) -> None:
+    """Atomically give ``path`` this content and mode (temp file beside it, created with ``mode``,
+    fsynced, renamed over it).
+
+    This runs inside the guest, inlined into each self-contained part-handler, so it cannot use
+    ``fileops.atomic`` (the control plane's one atomic write); keep the two alike."""
+    temporary = "%s.%s.tmp" % (os.path.join(os.path.dirname(path), "." + os.path.basename(path)),
+                               os.urandom(4).hex())
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            os.fchmod(stream.fileno(), mode)
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
 
 
 def shell_line(argv: List[str]) -> str:
@@ -155,11 +176,7 @@ class Executor:
         target = self.target(path)
         try:
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=os.path.dirname(target))
-            with os.fdopen(handle, "w") as stream:
-                stream.write(content)
-            os.chmod(temporary, mode)
-            os.replace(temporary, target)
+            replace_file(target, content, mode)
         except OSError as exc:
             raise StepFailed("cannot write %s: %s" % (target, exc.strerror)) from exc
         self.log.info("WROTE %s (mode %o):\n%s", target, mode, content)
@@ -199,11 +216,7 @@ def record_summary(directory: str, name: str, line: str) -> None:
             kept = [old for old in stream.read().splitlines() if not old.startswith(name + ": ")]
     except FileNotFoundError:
         kept = []
-    handle, temporary = tempfile.mkstemp(dir=directory)
-    with os.fdopen(handle, "w") as stream:
-        stream.write("\n".join(kept + [name + ": " + line]) + "\n")
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
+    replace_file(path, "\n".join(kept + [name + ": " + line]) + "\n", 0o644)
 
 
 class PartHandler:

@@ -8,11 +8,10 @@ marked complete by a ``<name>.sha256`` volume written only after its checksum ma
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from drivers.errors import DriverConfigError, StorageError
@@ -26,6 +25,7 @@ from drivers.storage.pools import (
 )
 from drivers.storage.qcow2 import Qcow2DirStorage
 from drivers.storage.transfer import upload_file
+from fileops.locks import exclusive_lock
 
 FS_NS = "http://libvirt.org/schemas/storagepool/fs/1.0"
 ET.register_namespace("fs", FS_NS)
@@ -61,15 +61,8 @@ class GlusterStorage(Qcow2DirStorage):
     def pool_definition(self) -> str:
         return gluster_pool_xml(self.pool_name, self.volume, self.servers, str(self.directory))
 
-    @contextlib.contextmanager
-    def _image_lock(self, image_id: str) -> Iterator[None]:
-        self._lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_dir / f"gluster-{self.volume}-{image_id}.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _image_lock(self, image_id: str) -> AbstractContextManager[None]:
+        return exclusive_lock(self._lock_dir / f"gluster-{self.volume}-{image_id}.lock")
 
     def prepare_image(self, uri: str, image: BaseImage) -> BaseImage:
         """Copy the image onto the volume unless a verified copy is there; the copy on the volume."""

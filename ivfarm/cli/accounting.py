@@ -13,6 +13,7 @@ from ivfarm.cli.output import emit_rows
 from ivfarm.cloud import Cloud
 from ivfarm.services.jobs import accounting as service
 from ivfarm.services.jobs.accounting import UsageLine
+from ivfarm.store.types import as_utc
 
 
 @click.group()
@@ -37,7 +38,7 @@ def _date(value: str | None) -> dt.datetime | None:
         moment = dt.datetime.fromisoformat(value)
     except ValueError as exc:
         raise click.BadParameter(f"{value!r} is not an ISO date (YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+    return as_utc(moment)
 
 
 @accounting.command("report")

@@ -18,6 +18,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from ivfarm.ec2.errors import auth_failure
+from ivfarm.store.types import as_utc
 
 MAX_SKEW = dt.timedelta(minutes=15)
 SIGV2_PARAMS = ("AWSAccessKeyId", "SignatureVersion", "SignatureMethod", "Timestamp", "Expires", "Signature")
@@ -107,7 +108,7 @@ def _parse_v2_time(text: str) -> dt.datetime:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
         raise auth_failure() from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return as_utc(when)
 
 
 def verify_sigv2(request: SignedRequest, params: Mapping[str, str], lookup: Lookup) -> Principal:

@@ -21,8 +21,6 @@ Tree = dict[str, Any]
 
 def timestamp(value: dt.datetime) -> str:
     """EC2's time format: ``2024-01-02T03:04:05.000Z``."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
     value = value.astimezone(dt.UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 

@@ -7,7 +7,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -18,6 +17,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from ivfarm.store.types import UTCDateTime
 
 
 def utcnow() -> dt.datetime:
@@ -51,12 +52,12 @@ class Host(Base):
     cpu_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
     memory_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="up")  # up | unreachable | fenced
-    unreachable_since: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    unreachable_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # SSH endpoint (user@host:port) for the image cache; None: the host reads the repository's files
     ssh_target: Mapped[str | None] = mapped_column(String(256), nullable=True)
     cache_dir: Mapped[str | None] = mapped_column(String(1024), nullable=True)  # None: image_cache.dir
     migration_uri: Mapped[str | None] = mapped_column(String(512), nullable=True)  # as peers reach it; None: uri
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     instances: Mapped[list[Instance]] = relationship(back_populates="host")
 
@@ -90,7 +91,7 @@ class Image(Base):
     ramdisk_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     cmdline: Mapped[str] = mapped_column(String(512), default="")
     description: Mapped[str] = mapped_column(String(256), default="")
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Farm(Base):
@@ -111,7 +112,7 @@ class Farm(Base):
     quota_memory_mb: Mapped[int] = mapped_column(Integer)
     quota_disk_gb: Mapped[int] = mapped_column(Integer)
     quota_addresses: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     instances: Mapped[list[Instance]] = relationship(back_populates="farm")
 
@@ -145,9 +146,9 @@ class Instance(Base):
     restart_policy: Mapped[str] = mapped_column(String(16), default="none")  # none | always
     # the process building or tearing it down ("node:pid"); reconcile leaves it alone while that lives
     owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    launched_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    launched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    terminated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     farm: Mapped[Farm | None] = relationship(back_populates="instances")
     host: Mapped[Host | None] = relationship(back_populates="instances")
@@ -163,7 +164,7 @@ class KeyPair(Base):
     name: Mapped[str] = mapped_column(String(255))
     fingerprint: Mapped[str] = mapped_column(String(128))
     public_key: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Address(Base):
@@ -178,7 +179,7 @@ class Address(Base):
     allocated: Mapped[bool] = mapped_column(Boolean, default=False)  # handed to the tenant
     instance_id: Mapped[str | None] = mapped_column(ForeignKey("instances.id"), nullable=True)
     association_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    allocated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    allocated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class PortForward(Base):
@@ -212,7 +213,7 @@ class Operation(Base):
     kind: Mapped[str] = mapped_column(String(32))
     target: Mapped[str] = mapped_column(String(64), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class UsageRecord(Base):
@@ -224,8 +225,8 @@ class UsageRecord(Base):
     farm_name: Mapped[str] = mapped_column(String(64), index=True)
     resource_id: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))  # instance | address
-    start: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
-    end: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    start: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    end: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
     vcpus: Mapped[int] = mapped_column(Integer, default=0)
     memory_mb: Mapped[int] = mapped_column(Integer, default=0)
     disk_gb: Mapped[int] = mapped_column(Integer, default=0)

@@ -6,8 +6,6 @@ configuration (the real-VM tests can pass their own settings and database URL).
 """
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,15 +57,6 @@ def start_site(root: Path, database_url: str | None = None, settings: dict[str, 
         site.close()
         raise
     return Ec2Site(site, endpoint, ami, farms)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0, interval: float = 0.1) -> None:
-    """Poll ``condition`` until it holds (AssertionError after ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(interval)
 
 
 def error_code(excinfo: pytest.ExceptionInfo[Any]) -> str:

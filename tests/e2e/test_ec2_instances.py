@@ -10,7 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ivfarm.services.farms.lifecycle import find_farm
-from tests.e2e.ec2_support import Ec2Site, error_code, wait_for
+from tests.e2e.ec2_support import Ec2Site, error_code
+from tests.support.polling import poll_until
 
 FAST = {"Delay": 1, "MaxAttempts": 60}
 
@@ -278,7 +279,7 @@ def test_terminated_instances_disappear_after_the_window(tmp_path_factory: pytes
                 return exc.response["Error"]["Code"] == "InvalidInstanceID.NotFound"
             return False
 
-        wait_for(gone, timeout=10)
+        poll_until(gone, 10, 0.1)
         assert describe(client) == []
     finally:
         short.site.close()

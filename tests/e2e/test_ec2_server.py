@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.ec2_support import start_site, wait_for
+from tests.e2e.ec2_support import start_site
+from tests.support.polling import poll_until
 
 
 def test_log_lines_carry_no_secrets_and_sigterm_exits_zero(tmp_path: Path) -> None:
@@ -64,7 +65,7 @@ def test_sigterm_finishes_requests_in_flight_then_refuses(tmp_path: Path) -> Non
         workers = [threading.Thread(target=hammer) for _ in range(4)]
         for worker in workers:
             worker.start()
-        wait_for(lambda: len(answers) > 20)
+        poll_until(lambda: len(answers) > 20, 30, 0.1)
         process = site.site.process
         assert process is not None
         process.send_signal(signal.SIGTERM)

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from ivfarm.services.compute.flavors import sync_catalog
 from ivfarm.services.farms import lifecycle
 from ivfarm.services.images import catalog
 from ivfarm.store.models import Farm, Instance
+from tests.support.polling import poll_until, text_with
 
 REPO = Path(__file__).resolve().parents[2]
 GUEST_DIR = Path(os.environ.get("IVFARM_GUEST_DIR", "/var/lib/ivfarm-guest"))
@@ -119,14 +119,11 @@ def wait_for_console(cloud: Cloud, instance_id: str, marker: str, timeout_s: flo
     """Wait until the instance's serial log contains ``marker``; returns the log."""
     from ivfarm.services.compute.instances import console_output
 
-    deadline = time.monotonic() + timeout_s
-    text = ""
-    while time.monotonic() < deadline:
-        text = console_output(cloud, instance_id).decode("utf-8", "replace")
-        if marker in text:
-            return text
-        time.sleep(0.5)
-    raise AssertionError(f"{marker!r} not on the console of {instance_id} after {timeout_s} s:\n{text[-3000:]}")
+    def output() -> str:
+        return console_output(cloud, instance_id).decode("utf-8", "replace")
+
+    return poll_until(text_with(output, marker), timeout_s, 0.5,
+                      lambda: f"{marker!r} not on the console of {instance_id} after {timeout_s} s:\n{output()[-3000:]}")
 
 
 def _leftovers() -> list[str]:

@@ -5,7 +5,6 @@ import contextlib
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from botocore.config import Config
 
 from ivfarm.cloud import Cloud
 from ivfarm.store.models import Farm
+from tests.support.polling import accepts, poll_until
 
 
 def _free_port() -> int:
@@ -33,13 +33,12 @@ def ec2_server(cloud: Cloud) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     server = subprocess.Popen([str(Path(sys.executable).with_name("ivfarm")), "--config", str(config), "ec2", "serve",
                                "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            if time.monotonic() > deadline or server.poll() is not None:
+        def started() -> bool:
+            if server.poll() is not None:
                 raise RuntimeError("the EC2 server did not start")
-            time.sleep(0.1)
+            return accepts(port)
+
+        poll_until(started, 30, 0.1, "the EC2 server did not start", error=RuntimeError)
         yield f"http://127.0.0.1:{port}", server
     finally:
         if server.poll() is None:

@@ -5,14 +5,16 @@ localhost): this machine's hostname. Port 24007 is glusterd's fixed port, so one
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.polling import accepts, poll_until
 
 GLUSTERD_PORT = 24007
 
@@ -41,9 +43,8 @@ class GlusterVolume:
                 os.kill(int((self.root / "glusterd.pid").read_text()), signal.SIGTERM)
             except (ProcessLookupError, ValueError):
                 pass
-            deadline = time.monotonic() + 10
-            while not _port_free(GLUSTERD_PORT) and time.monotonic() < deadline:
-                time.sleep(0.1)
+            with contextlib.suppress(TimeoutError):  # the files go anyway
+                poll_until(lambda: not accepts(GLUSTERD_PORT), 10, 0.1, error=TimeoutError)
         shutil.rmtree(Path("/var/run/gluster/vols") / self.name, ignore_errors=True)
         logs = Path("/var/log/glusterfs")  # the brick's log, and those of fuse mounts under our root
         prefix = str(self.root).strip("/").replace("/", "-")
@@ -52,17 +53,12 @@ class GlusterVolume:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
 def start_volume(root: Path, name: str) -> GlusterVolume:
     """Start glusterd under ``root`` and a started one-brick volume ``name``."""
     server = socket.gethostname()
     if socket.gethostbyname(server) != "127.0.0.1":
         raise RuntimeError(f"the hostname {server} must resolve to 127.0.0.1 for a loopback GlusterFS brick")
-    if not _port_free(GLUSTERD_PORT):
+    if accepts(GLUSTERD_PORT):
         raise RuntimeError(f"port {GLUSTERD_PORT} is taken: another glusterd runs on this machine")
     (root / "glusterd").mkdir(parents=True)
     (root / "brick").mkdir()
@@ -79,11 +75,8 @@ def start_volume(root: Path, name: str) -> GlusterVolume:
     try:
         subprocess.run(["glusterd", "-f", str(root / "glusterd.vol"), "-p", str(root / "glusterd.pid"),
                         "-l", str(root / "glusterd.log")], check=True, capture_output=True, timeout=60)
-        deadline = time.monotonic() + 20
-        while volume.cli("volume", "list", check=False).returncode != 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"glusterd did not answer: {(root / 'glusterd.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+        poll_until(lambda: volume.cli("volume", "list", check=False).returncode == 0, 20, 0.2, error=RuntimeError,
+                   message=lambda: f"glusterd did not answer: {(root / 'glusterd.log').read_text()[-2000:]}")
         volume.cli("volume", "create", name, f"{server}:{volume.brick}", "force")
         volume.cli("volume", "start", name)
     except BaseException:

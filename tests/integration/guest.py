@@ -5,13 +5,27 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import libvirt
-import pytest
 
 from ivfarm.services.compute.instances import domain_name
+from tests.support.polling import poll_until
 
 _NOISE = re.compile(r"IVFARM-GUEST: tick \d+")
+
+
+def _every(period_s: float, action: Callable[[], None]) -> Callable[[], None]:
+    """A function that runs ``action`` when called, unless it already did in the last ``period_s``."""
+    due = 0.0
+
+    def maybe() -> None:
+        nonlocal due
+        if time.monotonic() >= due:
+            action()
+            due = time.monotonic() + period_s
+
+    return maybe
 
 
 class SerialConsole:
@@ -46,16 +60,13 @@ class SerialConsole:
     def expect(self, command: str, pattern: str, timeout: float = 20.0) -> re.Match:
         """Types command (again every 3 s, in case the shell was not reading yet) until the
         output matches pattern (a multiline regex)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.send(command)
-            retry = min(deadline, time.monotonic() + 3)
-            while time.monotonic() < retry:
-                m = re.search(pattern, self.text(), re.M)
-                if m:
-                    return m
-                time.sleep(0.05)
-        pytest.fail(f"no {pattern!r} after {command!r}; console:\n{self.text()}")
+        resend = _every(3.0, lambda: self.send(command))
+
+        def matched() -> re.Match | None:
+            resend()
+            return re.search(pattern, self.text(), re.M)
+
+        return poll_until(matched, timeout, 0.05, lambda: f"no {pattern!r} after {command!r}; console:\n{self.text()}")
 
     def close(self) -> None:
         try:
@@ -74,22 +85,23 @@ def guest_exec(instance_id: str, command: str, timeout_s: float = 60.0) -> tuple
     line = f"echo BEGIN$((40+2))-{token}; {command}; rc=$?; echo END-{token}; echo \"RC$((40+2))-{token}:$rc\""
     conn = libvirt.open("qemu:///system")
     console = SerialConsole(conn, conn.lookupByName(domain_name(instance_id)))
+    resend = _every(20.0, lambda: console.send(line))  # again if the shell was not reading yet
+
+    def answer() -> tuple[int, str] | None:
+        text = console.text()
+        match = re.search(rf"RC42-{token}:(\d+)", text)
+        if match:
+            end = text.rfind(f"END-{token}")
+            start = text.rfind(f"BEGIN42-{token}", 0, end)
+            body = text[text.find("\n", start) + 1:end] if start >= 0 else ""
+            return int(match.group(1)), _NOISE.sub("", body).strip()
+        if f"END-{token}" not in text:
+            resend()
+        return None
+
     try:
-        deadline = time.monotonic() + timeout_s
-        next_send = 0.0
-        while time.monotonic() < deadline:
-            text = console.text()
-            match = re.search(rf"RC42-{token}:(\d+)", text)
-            if match:
-                end = text.rfind(f"END-{token}")
-                start = text.rfind(f"BEGIN42-{token}", 0, end)
-                body = text[text.find("\n", start) + 1:end] if start >= 0 else ""
-                return int(match.group(1)), _NOISE.sub("", body).strip()
-            if time.monotonic() >= next_send and f"END-{token}" not in text:
-                console.send(line)  # again if the shell was not reading yet
-                next_send = time.monotonic() + 20.0
-            time.sleep(0.1)
+        return poll_until(answer, timeout_s, 0.1,
+                          lambda: f"no answer to {command!r} from {instance_id}:\n{console.text()[-2000:]}")
     finally:
         console.close()
         conn.close()
-    raise AssertionError(f"no answer to {command!r} from {instance_id}:\n{console.text()[-2000:]}")

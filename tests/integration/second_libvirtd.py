@@ -10,19 +10,21 @@ Also a command for ``hosts.fence_command``: ``python -m tests.integration.second
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import libvirt
+
+from tests.support.polling import poll_until
 
 DRIVERS = Path("/usr/lib/x86_64-linux-gnu/libvirt/connection-driver")
 ADDRESS = "127.0.0.2"
@@ -138,10 +140,18 @@ class SecondLibvirtd:
             if (self.root / "mntns").exists() and _namespace_pids(self.namespace):
                 self._destroy_guests_and_pools()
         finally:
-            deadline = time.monotonic() + 10
-            while fence(self.root) and time.monotonic() < deadline:
-                time.sleep(0.1)
+            with contextlib.suppress(TimeoutError):  # removing the files is worth trying anyway
+                poll_until(lambda: not fence(self.root), 10, 0.1, error=TimeoutError)
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _open_error(uri: str) -> str:
+    """Why libvirt cannot open ``uri`` now (empty when it can)."""
+    try:
+        libvirt.open(uri).close()
+        return ""
+    except libvirt.libvirtError as exc:
+        return str(exc)
 
 
 def start(root: Path, private_dirs: Sequence[Path] = ()) -> SecondLibvirtd:
@@ -170,15 +180,9 @@ def start(root: Path, private_dirs: Sequence[Path] = ()) -> SecondLibvirtd:
     try:
         subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], check=True,
                        capture_output=True, text=True)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                libvirt.open(daemon.uri).close()
-                return daemon
-            except libvirt.libvirtError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        poll_until(lambda: not _open_error(daemon.uri), 30, 0.2, error=RuntimeError,
+                   message=lambda: f"the second libvirtd at {daemon.uri} did not answer: {_open_error(daemon.uri)}")
+        return daemon
     except BaseException:
         daemon.stop()
         raise

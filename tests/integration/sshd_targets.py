@@ -9,17 +9,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.polling import accepts, poll_until
+
 SSH_OPTIONS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5"]
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _free_port() -> int:
@@ -89,14 +85,27 @@ def start_fleet(root: Path, count: int) -> Fleet:
             process = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(_sshd_config(root, index, port))],
                                        stdout=log, stderr=log)
             fleet.targets.append(Target(port, root / f"cache-{index}", process))
-        deadline = time.monotonic() + 20
-        for target in fleet.targets:
-            while not _listening(target.port):
-                if target.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"sshd on port {target.port} did not start: "
-                                       f"{(root / f'sshd-{fleet.targets.index(target)}.log').read_text()}")
-                time.sleep(0.05)
+        _wait_listening(fleet, 20)
     except BaseException:
         fleet.stop()
         raise
     return fleet
+
+
+def _wait_listening(fleet: Fleet, timeout_s: float) -> None:
+    """Wait until every sshd of the fleet accepts connections; RuntimeError with the log of the first
+    that does not (at once if it died)."""
+    pending = list(enumerate(fleet.targets))
+
+    def failure() -> str:
+        index, target = pending[0]
+        return f"sshd on port {target.port} did not start: {(fleet.root / f'sshd-{index}.log').read_text()}"
+
+    def all_up() -> bool:
+        while pending and accepts(pending[0][1].port):
+            pending.pop(0)
+        if pending and pending[0][1].process.poll() is not None:
+            raise RuntimeError(failure())
+        return not pending
+
+    poll_until(all_up, timeout_s, 0.05, failure, error=RuntimeError)

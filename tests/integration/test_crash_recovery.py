@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 
 import libvirt
 import pytest
@@ -14,6 +13,7 @@ from ivfarm.services.jobs import reconcile
 from ivfarm.services.tenancy import quotas
 from ivfarm.store.models import Instance
 from tests.integration.ec2_server import ec2_server, farm_client
+from tests.support.polling import poll_until
 
 pytestmark = [pytest.mark.root, pytest.mark.libvirtd, pytest.mark.vm]
 
@@ -40,9 +40,7 @@ def test_reconcile_after_the_server_is_killed_mid_provisioning(real_cloud_factor
         ami = next(i["ImageId"] for i in client.describe_images()["Images"] if i["Name"] == "guest")
         launched = client.run_instances(ImageId=ami, InstanceType="m1.tiny", MinCount=4, MaxCount=4)["Instances"]
         assert [i["State"]["Name"] for i in launched] == ["pending"] * 4
-        deadline = time.monotonic() + 60
-        while not cloud_domains(cloud.cloud_id) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        poll_until(lambda: cloud_domains(cloud.cloud_id), 60, 0.05, "provisioning never started")
         os.kill(server.pid, signal.SIGKILL)  # in the middle of provisioning: one worker, four instances
         server.wait(10)
     assert cloud_domains(cloud.cloud_id), "provisioning never started"

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import time
 
 import pytest
 
 from ivfarm.services.farms import lifecycle
 from tests.integration.ec2_server import ec2_server, farm_client
+from tests.support.polling import poll_until, text_with
 from tests.support.public_clients import client_namespace
 
 pytestmark = [pytest.mark.root, pytest.mark.libvirtd, pytest.mark.vm]
@@ -17,14 +17,11 @@ USER_DATA = "#!/bin/sh\necho EC2-USERDATA-$((6*7))-MARKER\n"
 
 
 def wait_console(client, instance_id: str, marker: str, timeout_s: float = 120) -> str:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    text = ""
-    while time.monotonic() < deadline:
-        text = client.get_console_output(InstanceId=instance_id).get("Output", "")  # base64 decoded by botocore
-        if marker in text:
-            return text
-        time.sleep(1)
-    raise AssertionError(f"{marker!r} not in the console output of {instance_id}:\n{text[-2000:]}")
+    def output() -> str:
+        return client.get_console_output(InstanceId=instance_id).get("Output", "")  # base64 decoded by botocore
+
+    return poll_until(text_with(output, marker), timeout_s, 1,
+                      lambda: f"{marker!r} not in the console output of {instance_id}:\n{output()[-2000:]}")
 
 
 def test_user_data_console_output_and_elastic_ip(real_cloud_factory) -> None:  # type: ignore[no-untyped-def]

@@ -26,6 +26,7 @@ libvirt = pytest.importorskip("libvirt")
 pycdlib = pytest.importorskip("pycdlib")
 
 from tests.integration.guest import SerialConsole  # noqa: E402
+from tests.support.polling import poll_until, text_with  # noqa: E402
 
 pytestmark = [pytest.mark.root, pytest.mark.libvirtd, pytest.mark.vm]
 
@@ -165,23 +166,20 @@ def domain_xml(name: str, manifest: dict, disk: Path, seed: Path | None, log: Pa
 
 def wait_markers(log: Path, markers: list[str], timeout: float = BOOT_TIMEOUT) -> str:
     """Waits until every marker appears in the serial log; returns the log text."""
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace") if log.exists() else ""
-        if all(m in text for m in markers):
-            return text
-        time.sleep(0.1)
-    missing = [m for m in markers if m not in text]
-    pytest.fail(f"markers {missing} not seen within {timeout:.0f} s; serial log:\n{text}")
+    def read() -> str:
+        return log.read_text(errors="replace") if log.exists() else ""
+
+    def failure() -> str:
+        text = read()
+        missing = [m for m in markers if m not in text]
+        return f"markers {missing} not seen within {timeout:.0f} s; serial log:\n{text}"
+
+    return poll_until(text_with(read, *markers), timeout, 0.1, failure)
 
 
 def wait_state(dom, state: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while dom.state()[0] != state:
-        if time.monotonic() > deadline:
-            pytest.fail(f"domain {dom.name()} state {dom.state()} != {state} after {timeout} s")
-        time.sleep(0.2)
+    poll_until(lambda: dom.state()[0] == state, timeout, 0.2,
+               lambda: f"domain {dom.name()} state {dom.state()} != {state} after {timeout} s")
 
 
 def boot(dom, log: Path, markers: list[str]) -> tuple[str, str]:

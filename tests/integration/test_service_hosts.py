@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -17,6 +16,7 @@ from ivfarm.store.models import Instance
 from tests.integration import multihost, second_libvirtd
 from tests.integration.conftest import TEST_ROOT, wait_for_console
 from tests.integration.gluster import GlusterVolume, start_volume
+from tests.support.polling import poll_until
 
 two_hosts = multihost.two_hosts  # the fixture
 pytestmark = [pytest.mark.root, pytest.mark.libvirtd, pytest.mark.vm, pytest.mark.gluster]
@@ -43,10 +43,8 @@ def last_tick(cloud, instance_id: str) -> int:  # type: ignore[no-untyped-def]
 
 def wait_for_tick_after(cloud, instance_id: str, tick: int, timeout_s: float = 90) -> str:  # type: ignore[no-untyped-def]
     """Wait until the console shows a tick beyond ``tick + 1``; returns the log."""
-    deadline = time.monotonic() + timeout_s
-    while last_tick(cloud, instance_id) <= tick + 1:
-        assert time.monotonic() < deadline, instances.console_output(cloud, instance_id)[-2000:]
-        time.sleep(0.5)
+    poll_until(lambda: last_tick(cloud, instance_id) > tick + 1, timeout_s, 0.5,
+               lambda: instances.console_output(cloud, instance_id)[-2000:].decode("utf-8", "replace"))
     return instances.console_output(cloud, instance_id).decode("utf-8", "replace")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.polling import poll_until
 from tests.support.public_clients import add_client, remove_client
 from vrouter import _sh
 from vrouter.errors import RouterError
@@ -132,7 +133,8 @@ class World:
         proc = subprocess.Popen(_sh.ns_exec(ns, ["busybox", "httpd", "-f", "-p", "80", "-h", str(root)]),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
         self.procs.append(proc)
-        wait_for(lambda: sh(ns, "busybox", "netstat", "-ltn").stdout.count(":80 ") > 0, "httpd up")
+        poll_until(lambda: sh(ns, "busybox", "netstat", "-ltn").stdout.count(":80 ") > 0, 10, 0.05,
+                   "timed out waiting for httpd up")
 
     def dhcp(self, ns: str, tries: int = 6) -> tuple[int, str]:
         script = self.tmp / "udhcpc.sh"
@@ -145,15 +147,6 @@ class World:
                    "-t", str(tries), "-T", "1", "-A", "1", "-s", str(script)]
         proc = sh(ns, *env_cmd, check=False, timeout=60)
         return proc.returncode, result.read_text().strip() if result.exists() else ""
-
-
-def wait_for(predicate, what: str, timeout: float = 10) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def spec_a(**changes: object) -> RouterSpec:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.polling import accepts, poll_until
 from vrouter.errors import HostKeyError, RouterError
 from vrouter.openwrt import OpenWrtRouter, RouterVm
 from vrouter.spec import Lease, PortForward, RouterSpec
@@ -60,14 +61,8 @@ class Sshd:
             [SSHD, "-D", "-e", "-f", str(self.config)],
             stdout=subprocess.DEVNULL, stderr=open(self.base / "sshd.log", "ab"),
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"sshd did not start: {(self.base / 'sshd.log').read_text()}")
+        poll_until(lambda: accepts(self.port), 10, 0.02, error=RuntimeError,
+                   message=lambda: f"sshd did not start: {(self.base / 'sshd.log').read_text()}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from ivfarm.services.compute.flavors import sync_catalog
 from ivfarm.services.farms import lifecycle
 from ivfarm.services.images import catalog
 from tests.support.fake_hypervisors import fake_hypervisor
+from tests.support.polling import poll_until
 
 _READY = re.compile(r"EC2 endpoint on (http://\S+/)")
 
@@ -97,17 +97,20 @@ class LocalSite:
                 [str(Path(sys.executable).with_name("ivfarm")), "--config", str(self.config_path), "ec2", "serve",
                  "--listen", "127.0.0.1:0", "--threads", str(threads)],
                 stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        process = self.process
+
+        def ready() -> re.Match[str] | None:
             found = _READY.search(self.log_path.read_text(errors="replace"))
-            if found:
-                self.endpoint = found.group(1)
-                return self.endpoint
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"the EC2 server did not start:\n{self.log_path.read_text(errors='replace')}")
+            if found is None and process.poll() is not None:
+                raise ChildProcessError(f"exited with status {process.returncode}")
+            return found
+
+        try:
+            self.endpoint = poll_until(ready, timeout, 0.05, error=TimeoutError).group(1)
+        except (ChildProcessError, TimeoutError):
+            self.stop()
+            raise RuntimeError(f"the EC2 server did not start:\n{self.log_path.read_text(errors='replace')}") from None
+        return self.endpoint
 
     def stop(self, timeout: float = 60.0) -> int | None:
         """SIGTERM the server and wait; returns its exit status (None if it was not running)."""

@@ -1,7 +1,6 @@
 """The background pool: provisioning, stop and termination per instance, in order, on the test driver."""
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from ivfarm.cloud import Cloud
@@ -10,6 +9,7 @@ from ivfarm.services.compute import instances, provisioning
 from ivfarm.services.compute.hosts import add_host
 from ivfarm.services.farms.lifecycle import FarmRequest, create_farm
 from ivfarm.store.models import Image, Instance
+from tests.support.polling import poll_until
 
 
 def states(cloud: Cloud, ids: list[str]) -> list[str]:
@@ -18,10 +18,7 @@ def states(cloud: Cloud, ids: list[str]) -> list[str]:
 
 
 def wait(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+    poll_until(condition, 30, 0.02, "timed out")
 
 
 def test_pool_builds_stops_and_tears_down(cloud: Cloud, fake_host: Callable[..., str], base_image: Image) -> None:

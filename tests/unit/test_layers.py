@@ -18,13 +18,14 @@ def test_import_contracts_are_kept() -> None:
 
 
 def test_no_function_level_imports_of_our_own_packages() -> None:
-    """Imports of ivfarm, drivers, vrouter or contextualization sit at module level, where the linter sees them."""
+    """Imports of ivfarm, drivers, vrouter, contextualization or fileops sit at module level, where the linter sees them."""
     offenders = []
-    for package in ("ivfarm", "drivers", "vrouter", "contextualization"):
+    for package in ("ivfarm", "drivers", "vrouter", "contextualization", "fileops"):
         for path in (ROOT / package).rglob("*.py"):
             for number, line in enumerate(path.read_text().splitlines(), 1):
                 stripped = line.lstrip()
                 if line != stripped and stripped.startswith(("from ivfarm", "import ivfarm", "from drivers",
-                                                             "from vrouter", "from contextualization")):
+                                                             "from vrouter", "from contextualization",
+                                                             "from fileops")):
                     offenders.append(f"{path.relative_to(ROOT)}:{number}")
     assert offenders == []

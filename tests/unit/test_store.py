@@ -1,6 +1,7 @@
 """The state store on SQLite and PostgreSQL: initialisation and schema migrations."""
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 import shutil
@@ -19,7 +20,7 @@ from ivfarm.cloud import Cloud
 from ivfarm.errors import SchemaMismatch, StoreNotInitialised
 from ivfarm.services.compute import hosts
 from ivfarm.store import Store, migrations
-from ivfarm.store.models import Base, Instance, Tag
+from ivfarm.store.models import Base, Instance, Tag, UsageRecord
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TABLE_ROWS = {"farms": 2, "hosts": 2, "flavors": 2, "images": 2, "instances": 3, "addresses": 3, "keypairs": 2,
@@ -192,3 +193,19 @@ def test_a_fresh_database_is_not_initialised(tmp_path) -> None:  # type: ignore[
     assert not store.is_initialised()
     with pytest.raises(StoreNotInitialised, match="not initialised: run 'ivfarm init'"):
         store.require_initialised()
+
+
+def test_datetimes_are_stored_in_utc_and_read_back_aware_utc(db_cloud: Cloud) -> None:
+    start = dt.datetime(2026, 11, 1, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    with db_cloud.store.write() as session:
+        session.add(UsageRecord(farm_name="f", resource_id="i-1", kind="instance", start=start,
+                                end=start + dt.timedelta(hours=1)))
+    with db_cloud.store.read() as session:
+        if not db_cloud.store.is_sqlite:
+            session.execute(text("SET TIME ZONE 'Asia/Tokyo'"))  # PostgreSQL answers in the session's zone
+        record = session.scalars(select(UsageRecord)).one()
+        before = session.scalars(select(UsageRecord.id).where(
+            UsageRecord.start < dt.datetime(2026, 11, 1, 8, 30, tzinfo=dt.UTC))).all()
+    assert record.start == start and record.start.tzinfo is dt.UTC
+    assert record.end.utcoffset() == dt.timedelta(0)
+    assert before == [record.id]  # compared in UTC, whatever zone the bound value had

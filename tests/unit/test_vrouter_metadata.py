@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from fileops.atomic import atomic_write
 from vrouter import _sh
 from vrouter.errors import RouterError
 from vrouter.imds import VERSIONS, InstanceDocs, answer, parse_records, render
@@ -50,10 +51,8 @@ def record(tree: dict, user_data: bytes | None) -> dict:
 
 
 def publish(path: Path, records: dict[str, dict]) -> None:
-    """As the netns router does: temp file + rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(records))
-    os.replace(tmp, path)
+    """As the netns router does: an atomic replace."""
+    atomic_write(path, json.dumps(records), 0o600)
 
 
 class Client:

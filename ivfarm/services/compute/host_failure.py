@@ -92,10 +92,6 @@ def _probe(cloud: CloudContext, uri: str) -> str:
         return str(exc)
 
 
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
 def check_hosts(cloud: CloudContext, grace_s: float | None = None, dry_run: bool = False) -> FailureReport:
     """Probe every host; mark, fence and fail over those unreachable for longer than ``grace_s``."""
     grace = float(cloud.config.get("hosts.failure_grace_s") if grace_s is None else grace_s)
@@ -116,7 +112,7 @@ def check_hosts(cloud: CloudContext, grace_s: float | None = None, dry_run: bool
                 check.status, check.action = "up", "recovered"
                 _set_status(cloud, name, "up", None, dry_run)
             continue
-        since = _aware(since) if since else now
+        since = since or now
         check.status, check.unreachable_since = "unreachable", since.isoformat()
         if status != "unreachable":
             _set_status(cloud, name, "unreachable", since, dry_run)

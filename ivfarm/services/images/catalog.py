@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from fileops.atomic import atomic_open
 from ivfarm import ids
 from ivfarm.errors import AlreadyExists, InUse, InvalidInput, NotFound
 from ivfarm.services.runtime.context import CloudContext
@@ -38,15 +38,10 @@ def inspect_disk(path: Path) -> tuple[str, int, str | None]:
 def copy_with_checksum(source: Path, target: Path) -> str:
     """Copy ``source`` to ``target`` atomically (mode 0644) and return its SHA-256."""
     digest = hashlib.sha256()
-    partial = target.with_name(target.name + ".partial")
-    with source.open("rb") as src, partial.open("wb") as dst:
+    with source.open("rb") as src, atomic_open(target, 0o644) as dst:
         while chunk := src.read(_CHUNK):
             digest.update(chunk)
             dst.write(chunk)
-        dst.flush()
-        os.fsync(dst.fileno())
-    os.chmod(partial, 0o644)
-    partial.rename(target)
     return digest.hexdigest()
 
 

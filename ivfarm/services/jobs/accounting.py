@@ -23,10 +23,6 @@ from ivfarm.store.models import Address, Farm, Instance, UsageRecord, utcnow
 HOUR = 3600.0
 
 
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
-
-
 @dataclass(frozen=True)
 class CollectResult:
     """What one ``collect`` recorded."""
@@ -45,12 +41,12 @@ def _latest_samples(session: Session) -> dict[str, tuple[dt.datetime, bool]]:
         select(UsageRecord.resource_id, UsageRecord.end, UsageRecord.running)
         .join(newest, (UsageRecord.resource_id == newest.c.resource_id) & (UsageRecord.end == newest.c.end))
     )
-    return {rid: (_aware(end), bool(running)) for rid, end, running in rows}
+    return {rid: (end, bool(running)) for rid, end, running in rows}
 
 
 def collect(cloud: CloudContext, now: dt.datetime | None = None) -> CollectResult:
     """Record usage of every instance and elastic IP up to ``now`` (default: the current time)."""
-    now = _aware(now or utcnow())
+    now = now or utcnow()
     with job_lock(cloud, "accounting"):
         inventory = scan(cloud)
         with cloud.store.write() as session:
@@ -60,9 +56,9 @@ def collect(cloud: CloudContext, now: dt.datetime | None = None) -> CollectResul
             for instance in session.scalars(select(Instance).where(
                     (Instance.state != "terminated") | (Instance.terminated_at.is_not(None)))):
                 previous = last.get(instance.id)
-                start = previous[0] if previous else _aware(instance.launched_at or instance.created_at)
+                start = previous[0] if previous else instance.launched_at or instance.created_at
                 if instance.state == "terminated":
-                    end = _aware(instance.terminated_at) if instance.terminated_at else start
+                    end = instance.terminated_at or start
                     running = previous[1] if previous else instance.launched_at is not None
                     host_known = True
                 else:
@@ -78,7 +74,7 @@ def collect(cloud: CloudContext, now: dt.datetime | None = None) -> CollectResul
                 instances_seen += 1
             for address in session.scalars(select(Address).where(Address.role == "elastic", Address.allocated.is_(True))):
                 previous = last.get(address.public_ip)
-                start = previous[0] if previous else _aware(address.allocated_at or now)
+                start = previous[0] if previous else address.allocated_at or now
                 if now <= start:
                     continue
                 session.add(UsageRecord(farm_name=farm_names.get(address.farm_id, ""), resource_id=address.public_ip,
@@ -105,8 +101,6 @@ class UsageLine:
 def report(cloud: CloudContext, farm: str | None = None, since: dt.datetime | None = None,
            until: dt.datetime | None = None, per_instance: bool = False) -> list[UsageLine]:
     """Usage summed per farm (or per instance), clipped to [since, until)."""
-    since = _aware(since) if since else None
-    until = _aware(until) if until else None
     if since and until and until <= since:
         raise InvalidInput("--until must be after --since")
     query = select(UsageRecord)
@@ -120,8 +114,8 @@ def report(cloud: CloudContext, farm: str | None = None, since: dt.datetime | No
     resources: dict[tuple[str, str], set[str]] = defaultdict(set)
     with cloud.store.read() as session:
         for record in session.scalars(query):
-            start, end = _aware(record.start), _aware(record.end)
-            start, end = max(start, since) if since else start, min(end, until) if until else end
+            start = max(record.start, since) if since else record.start
+            end = min(record.end, until) if until else record.end
             hours = max(0.0, (end - start).total_seconds() / HOUR)
             key = (record.farm_name, record.resource_id if per_instance else "*")
             totals = sums[key]

@@ -44,8 +44,7 @@ def operation(cloud: CloudContext, kind: str, target: str) -> Iterator[None]:
 def alive(node: str, pid: int, since: dt.datetime) -> bool:
     """True while the process ``pid`` on ``node`` runs (another node's: for REMOTE_GRACE after ``since``)."""
     if node != socket.gethostname():
-        started = since if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)
-        return utcnow() - started < REMOTE_GRACE
+        return utcnow() - since < REMOTE_GRACE
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

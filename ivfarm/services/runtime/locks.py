@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import zlib
 from collections.abc import Iterator
 
 from sqlalchemy import text
 
+from fileops.locks import LockBusy, exclusive_lock
 from ivfarm.errors import LockHeld
 from ivfarm.services.runtime.context import CloudContext
 
@@ -16,18 +16,13 @@ from ivfarm.services.runtime.context import CloudContext
 def run_lock(cloud: CloudContext, name: str, wait: bool = True) -> Iterator[None]:
     """Hold ``<state_dir>/run/<name>.lock`` exclusively (threads and processes of this controller);
     without ``wait``, raise LockHeld at once when someone else holds it."""
-    lock_dir = cloud.config.state_dir / "run"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    path = lock_dir / f"{name}.lock"
-    with open(path, "w") as handle:
+    path = cloud.config.state_dir / "run" / f"{name}.lock"
+    with contextlib.ExitStack() as held:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError as exc:
+            held.enter_context(exclusive_lock(path, wait))
+        except LockBusy as exc:
             raise LockHeld(f"another '{name}' run is in progress (lock {path})") from exc
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
 
 
 @contextlib.contextmanager
