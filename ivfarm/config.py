@@ -59,6 +59,10 @@ DEFAULTS: dict[str, Any] = {
         "fence_timeout_s": 120,
         "worker_failure_policy": "leave",  # recreate | leave: what happens to a failed host's worker VMs
     },
+    # Work in flight (an instance being built, stopped or torn down; a migration...) is renewed by
+    # its process every heartbeat_s; reconcile treats it as stuck once the heartbeat is older than
+    # heartbeat_lapse_s (and at once when its process, on this node, is gone).
+    "journal": {"heartbeat_s": 5, "heartbeat_lapse_s": 60},
     "network": {
         "farm_pool": "10.64.0.0/12",
         "farm_prefix": 24,
