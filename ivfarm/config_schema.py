@@ -173,6 +173,14 @@ class Hosts(Section):
     worker_failure_policy: Literal["recreate", "leave"] = "leave"  # what happens to a failed host's worker VMs
 
 
+class Journal(Section):
+    """Work in flight is renewed by its process every heartbeat_s; reconcile treats it as stuck once
+    the heartbeat is older than heartbeat_lapse_s (and at once when its process, on this node, is gone)."""
+
+    heartbeat_s: PositiveNumber = 5
+    heartbeat_lapse_s: PositiveNumber = 60
+
+
 class Public(Section):
     cidr: Ipv4Network = "198.51.100.0/24"
     gateway: Ipv4Address = "198.51.100.1"
@@ -264,6 +272,7 @@ class Settings(Section):
     storage: Storage = Field(default_factory=Storage)
     image_cache: ImageCache = Field(default_factory=ImageCache)
     hosts: Hosts = Field(default_factory=Hosts)
+    journal: Journal = Field(default_factory=Journal)
     network: Network = Field(default_factory=Network)
     vrouter: Vrouter = Field(default_factory=Vrouter)
     quota_defaults: QuotaDefaults = Field(default_factory=QuotaDefaults)

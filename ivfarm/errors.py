@@ -37,6 +37,16 @@ class InvalidState(IvfarmError):
     """The operation is not allowed in the resource's current state."""
 
 
+class TransitionLost(InvalidState):
+    """A state change lost a race: the instance was found in ``found``, which is left as it is."""
+
+    def __init__(self, instance_id: str, found: str, wanted: str) -> None:
+        super().__init__(f"instance {instance_id} is {found}; it cannot become {wanted}")
+        self.instance_id = instance_id
+        self.found = str(found)
+        self.wanted = str(wanted)
+
+
 class NoValidHost(IvfarmError):
     """No enabled host of the right class has room for the request."""
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ivfarm.cloud import Cloud
+from ivfarm.errors import TransitionLost
 from ivfarm.services.compute import instances, provisioning
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ class Provisioner:
         def run() -> None:
             try:
                 job()
+            except TransitionLost as lost:  # another request won the race; its state is kept
+                log.info("%s of %s gave way: %s", what, instance_id, lost)
             except Exception:
                 log.exception("%s of %s failed", what, instance_id)
 

@@ -18,6 +18,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# the instance states, re-exported for the many readers that only need these groups
+from ivfarm.store.states import ACTIVE_STATES as ACTIVE_STATES
+from ivfarm.store.states import IN_FLIGHT as IN_FLIGHT
+from ivfarm.store.states import LIVE_STATES as LIVE_STATES
 from ivfarm.store.types import UTCDateTime
 
 
@@ -31,11 +35,6 @@ class Base(DeclarativeBase):
 
 
 HOST_CLASSES = ("service", "worker")
-
-# Instance states that hold a host's CPU and memory; stopped instances keep only their disk.
-ACTIVE_STATES = ("pending", "running", "stopping", "rebooting")
-# States that count against a farm's quota (every instance that still exists).
-LIVE_STATES = ("pending", "running", "stopping", "stopped", "rebooting", "shutting-down")
 
 
 class Host(Base):
@@ -144,8 +143,10 @@ class Instance(Base):
     reservation_id: Mapped[str] = mapped_column(String(32), default="")
     launch_index: Mapped[int] = mapped_column(Integer, default=0)
     restart_policy: Mapped[str] = mapped_column(String(16), default="none")  # none | always
-    # the process building or tearing it down ("node:pid"); reconcile leaves it alone while that lives
+    # the process doing its work in flight ("node:pid"), renewing heartbeat_at while it works;
+    # reconcile leaves the instance alone while that heartbeat is fresh
     owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     launched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     terminated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -214,6 +215,7 @@ class Operation(Base):
     target: Mapped[str] = mapped_column(String(64), index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class UsageRecord(Base):
@@ -231,3 +233,4 @@ class UsageRecord(Base):
     memory_mb: Mapped[int] = mapped_column(Integer, default=0)
     disk_gb: Mapped[int] = mapped_column(Integer, default=0)
     running: Mapped[bool] = mapped_column(Boolean, default=True)
+

@@ -24,7 +24,10 @@ from pathlib import Path
 
 import libvirt
 
-from tests.support.polling import poll_until
+if not __package__:  # run as a script: the fence command of the host-failure tests
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.support.polling import poll_until  # noqa: E402
 
 DRIVERS = Path("/usr/lib/x86_64-linux-gnu/libvirt/connection-driver")
 ADDRESS = "127.0.0.2"

@@ -41,13 +41,14 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import select
 
 from drivers.storage.base import disk_names
-from ivfarm.errors import HypervisorError, IvfarmError
+from ivfarm.errors import HypervisorError, IvfarmError, TransitionLost
 from ivfarm.services.compute import provisioning
 from ivfarm.services.compute.instances import set_state
 from ivfarm.services.compute.placement import place_on, reserve
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
 from ivfarm.store.models import ACTIVE_STATES, LIVE_STATES, Host, Instance, utcnow
+from ivfarm.store.states import InstanceState as S
 
 
 @dataclass
@@ -163,11 +164,21 @@ def _fail_over(cloud: CloudContext, check: HostCheck, uri: str, since: dt.dateti
             select(Instance).join(Host, Instance.host_id == Host.id)
             .where(Host.name == check.host, Instance.state.in_(LIVE_STATES)).order_by(Instance.id))]
     for instance_id, host_class, state in stranded:
-        if instance_id in busy:
+        if instance_id in busy or _busy_now(cloud, instance_id):
             check.instances.append(InstanceRecovery(instance_id, host_class, "busy", detail="an operation is in flight"))
             continue
         with journal.operation(cloud, "failover", instance_id):
-            check.instances.append(_recover(cloud, check.host, instance_id, host_class, state, fenced))
+            try:  # every step is a compare-and-set from the state read: a change meanwhile wins
+                check.instances.append(_recover(cloud, check.host, instance_id, host_class, state, fenced))
+            except TransitionLost as lost:
+                check.instances.append(InstanceRecovery(instance_id, host_class, "busy", detail=f"changed meanwhile: {lost}"))
+
+
+def _busy_now(cloud: CloudContext, instance_id: str) -> bool:
+    """The busy list is a snapshot: ask again right before acting on the instance."""
+    with cloud.store.read() as session:
+        instance = session.get(Instance, instance_id)
+        return instance is None or journal.instance_busy(cloud, session, instance)
 
 
 def _recover(cloud: CloudContext, failed: str, instance_id: str, host_class: str, state: str, fenced: bool) -> InstanceRecovery:
@@ -175,54 +186,64 @@ def _recover(cloud: CloudContext, failed: str, instance_id: str, host_class: str
     active = state in ACTIVE_STATES
     policy = cloud.config.get("hosts.worker_failure_policy")
     if fenced and host_class == "service" and cloud.storage(host_class).shared and state != "shutting-down":
-        return _restart(cloud, failed, instance_id, active, reason)
+        return _restart(cloud, failed, instance_id, state, reason)
     if fenced and host_class == "worker" and policy == "recreate" and active:
-        return _recreate(cloud, failed, instance_id, reason)
-    set_state(cloud, instance_id, "stopped", reason)
+        return _recreate(cloud, failed, instance_id, state, reason)
+    if state == S.SHUTTING_DOWN:  # its teardown needs the host; a fenced host took it all down with it
+        if not fenced:
+            return InstanceRecovery(instance_id, host_class, "left", detail="shutting-down until its host answers")
+        set_state(cloud, instance_id, S.TERMINATED, f"{reason}; terminated with it", expect=(S.SHUTTING_DOWN,))
+        return InstanceRecovery(instance_id, host_class, "left", detail="marked terminated (fenced while shutting down)")
+    set_state(cloud, instance_id, S.STOPPED, reason, expect=(state,))
     why = ("not fenced" if not fenced else "local storage" if host_class == "service"
            else "it was not running" if policy == "recreate" else f"worker_failure_policy {policy}")
     return InstanceRecovery(instance_id, host_class, "left", detail=f"marked stopped ({why})")
 
 
-def _reserve(cloud: CloudContext, instance_id: str, host_class: str, reason: str) -> tuple[str, str] | InstanceRecovery:
+def _reserve(cloud: CloudContext, instance_id: str, host_class: str, state: str,
+             reason: str) -> tuple[str, str] | InstanceRecovery:
     """(target name, target uri) held for the instance, or the failure (the instance marked stopped)."""
     try:
-        move = reserve(cloud, instance_id, None, LIVE_STATES)
+        move = reserve(cloud, instance_id, None, (state,))
+    except TransitionLost:
+        raise
     except IvfarmError as exc:
-        set_state(cloud, instance_id, "stopped", reason)
+        set_state(cloud, instance_id, S.STOPPED, reason, expect=(state,))
         return InstanceRecovery(instance_id, host_class, "failed", detail=str(exc))
     return move.target, move.target_uri
 
 
-def _restart(cloud: CloudContext, failed: str, instance_id: str, was_running: bool, reason: str) -> InstanceRecovery:
+def _restart(cloud: CloudContext, failed: str, instance_id: str, state: str, reason: str) -> InstanceRecovery:
     """Define the instance on another service host from the shared volume (and start it)."""
-    reserved = _reserve(cloud, instance_id, "service", reason)
+    was_running = state in ACTIVE_STATES
+    reserved = _reserve(cloud, instance_id, "service", state, reason)
     if isinstance(reserved, InstanceRecovery):
         return reserved
     target, uri = reserved
-    set_state(cloud, instance_id, "pending" if was_running else "stopped", reason)
+    set_state(cloud, instance_id, S.PENDING if was_running else S.STOPPED, reason, expect=(state,))
     try:
         storage = cloud.storage("service")
         disks = [storage.disk(uri, n) for n in disk_names(instance_id) if storage.exists(uri, n)]
         provisioning.redefine(cloud, instance_id, disks, start=was_running)
     except IvfarmError as exc:
         place_on(cloud, instance_id, failed)
-        set_state(cloud, instance_id, "stopped", reason)
+        set_state(cloud, instance_id, S.STOPPED, reason, expect=(S.PENDING, S.STOPPED))
         return InstanceRecovery(instance_id, "service", "failed", target, str(exc))
-    set_state(cloud, instance_id, "running" if was_running else "stopped", f"{reason}; restarted on {target}")
+    set_state(cloud, instance_id, S.RUNNING if was_running else S.STOPPED, f"{reason}; restarted on {target}",
+              expect=(S.PENDING,) if was_running else (S.STOPPED,))
     return InstanceRecovery(instance_id, "service", "restarted", target, f"from the shared volume on {target}")
 
 
-def _recreate(cloud: CloudContext, failed: str, instance_id: str, reason: str) -> InstanceRecovery:
+def _recreate(cloud: CloudContext, failed: str, instance_id: str, state: str, reason: str) -> InstanceRecovery:
     """Build the instance again from its image on another worker host (its disk is lost with the host)."""
-    reserved = _reserve(cloud, instance_id, "worker", reason)
+    reserved = _reserve(cloud, instance_id, "worker", state, reason)
     if isinstance(reserved, InstanceRecovery):
         return reserved
     target = reserved[0]
-    set_state(cloud, instance_id, "pending", reason)
+    set_state(cloud, instance_id, S.PENDING, reason, expect=(state,))
     try:
         provisioning.provision(cloud, instance_id)
     except IvfarmError as exc:
         return InstanceRecovery(instance_id, "worker", "failed", target, f"recreating failed (terminated): {exc}")
-    set_state(cloud, instance_id, "running", f"{reason}; recreated on {target}")
+    set_state(cloud, instance_id, S.RUNNING, f"{reason}; recreated on {target}", expect=(S.RUNNING,))
     return InstanceRecovery(instance_id, "worker", "recreated", target, f"new root disk from its image on {target}")

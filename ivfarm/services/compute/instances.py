@@ -23,7 +23,9 @@ from ivfarm.services.runtime.context import CloudContext
 from ivfarm.services.runtime.naming import DOMAIN_PREFIX
 from ivfarm.services.tenancy import quotas
 from ivfarm.services.tenancy.tags import add_tags
-from ivfarm.store.models import HOST_CLASSES, Flavor, Host, Image, Instance, utcnow
+from ivfarm.store.models import HOST_CLASSES, IN_FLIGHT, Flavor, Host, Image, Instance, utcnow
+from ivfarm.store.states import InstanceState as S
+from ivfarm.store.transitions import compare_and_set
 
 GIB = 1024**3
 
@@ -82,7 +84,7 @@ def find_instance(session: Session, ref: str) -> Instance:
     instance = session.get(Instance, ref)
     if instance is None:
         instance = session.scalar(
-            select(Instance).where(Instance.name == ref, Instance.state != "terminated")
+            select(Instance).where(Instance.name == ref, Instance.state != S.TERMINATED)
             .order_by(Instance.created_at.desc()).limit(1)
         )
     if instance is None:
@@ -138,6 +140,7 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
         host_ids = {h.name: h.id for h in session.scalars(select(Host))}
         addresses = addressing.allocate(session, farm, count) if farm is not None else [None] * count
         reservation = ids.new_id("reservation")
+        now = utcnow()
         instances = []
         for index, (host, address) in enumerate(zip(placed, addresses, strict=True)):
             instance_id = ids.new_id("instance")
@@ -146,35 +149,32 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
                 name=request.name if request.name and count == 1 else
                 (f"{request.name}-{index}" if request.name else instance_id),
                 farm_id=request.farm_id, image_id=image.id, flavor_name=flavor.name,
-                host_class=request.host_class, host_id=host_ids[host.name], state="pending",
+                host_class=request.host_class, host_id=host_ids[host.name], state=S.PENDING.value,
                 vcpus=flavor.vcpus, memory_mb=flavor.memory_mb, disk_gb=disk_gb,
                 ip=address.ip if address else None, mac=address.mac if address else None,
                 public_nic=request.public_nic, key_name=request.key_name, user_data=request.user_data,
                 client_token=request.client_token, reservation_id=reservation, launch_index=index,
-                restart_policy=request.restart_policy, owner=journal.me(),
+                restart_policy=request.restart_policy, owner=journal.me(), heartbeat_at=now,
             )
             session.add(instance)
             instances.append(instance)
         session.flush()
         if request.tags and farm is not None:
             add_tags(session, farm.id, {i.id: "instance" for i in instances}, request.tags)
-        return instances
+    journal.watch(cloud)  # their heartbeat, until each is built or given up
+    return instances
 
 
-def set_state(cloud: CloudContext, instance_id: str, state: str, reason: str = "") -> None:
-    """Record a state change (and the launch or termination time that goes with it)."""
+def set_state(cloud: CloudContext, instance_id: str, state: str, reason: str = "",
+              expect: Sequence[str] | None = None) -> str:
+    """Move an instance to ``state`` by compare-and-set in its own transaction (from one of
+    ``expect``, default any state the table allows); returns the state it left. Raises
+    ``TransitionLost`` when it lost a race (the winner's state is left as it is)."""
     with cloud.store.write() as session:
-        instance = session.get(Instance, instance_id)
-        if instance is None:
-            return
-        instance.state = state
-        instance.state_reason = reason
-        if state == "running" and instance.launched_at is None:
-            instance.launched_at = utcnow()
-        if state == "terminated":  # as on EC2, a terminated instance gives its addresses back
-            instance.terminated_at = utcnow()
-            instance.ip = None
-            instance.mac = None
+        previous = compare_and_set(session, instance_id, state, expect=expect, reason=reason, owner=journal.me())
+    if state in IN_FLIGHT:
+        journal.watch(cloud)
+    return str(previous)
 
 
 def _transition(cloud: CloudContext, instance_id: str, allowed: Sequence[str], new_state: str,
@@ -183,30 +183,32 @@ def _transition(cloud: CloudContext, instance_id: str, allowed: Sequence[str], n
         instance = get_instance(session, instance_id, farm_id)
         if instance.state not in allowed:
             raise InvalidState(f"instance {instance_id} is {instance.state}; this needs it to be {' or '.join(allowed)}")
-        instance.state = new_state
+        compare_and_set(session, instance_id, new_state, expect=allowed, owner=journal.me())
         host = session.get(Host, instance.host_id) if instance.host_id else None
-        return instance, host
+    journal.watch(cloud)
+    return instance, host
 
 
 def stop(cloud: CloudContext, instance_id: str, force: bool = False, farm_id: int | None = None) -> None:
-    """Shut an instance down; its disk stays on its host."""
-    instance, host = _transition(cloud, instance_id, ("running", "pending", "stopping"), "stopping", farm_id)
+    """Shut an instance down; its disk stays on its host. Raises ``TransitionLost`` if it was
+    terminated (or otherwise changed) meanwhile: that state is kept."""
+    instance, host = _transition(cloud, instance_id, (S.RUNNING, S.REBOOTING, S.STOPPING), S.STOPPING, farm_id)
     if host is not None:
         cloud.hypervisor.stop(host.uri, domain_name(instance.id), force=force,
                               timeout_s=float(cloud.config.get("hypervisor.shutdown_timeout_s")))
-    set_state(cloud, instance.id, "stopped", "User initiated")
+    set_state(cloud, instance.id, S.STOPPED, "User initiated", expect=(S.STOPPING,))
 
 
 def begin_stop(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
     """Mark a running instance ``stopping`` at once (the EC2 facade answers, then runs ``stop``)."""
-    _transition(cloud, instance_id, ("running", "stopping"), "stopping", farm_id)
+    _transition(cloud, instance_id, (S.RUNNING, S.REBOOTING, S.STOPPING), S.STOPPING, farm_id)
 
 
 def start(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
     """Start a stopped instance on its host (capacity and quota are checked again)."""
     with cloud.store.write() as session:
         instance = get_instance(session, instance_id, farm_id)
-        if instance.state != "stopped":
+        if instance.state != S.STOPPED:
             raise InvalidState(f"instance {instance_id} is {instance.state}; only stopped instances start")
         if instance.farm_id is not None:
             quotas.check_start(session, cloud.store.lock_farm(session, instance.farm_id), instance)
@@ -217,26 +219,32 @@ def start(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> 
         capacity = next(c for c in capacities(cloud, session, host.host_class) if c.name == host.name)
         if not capacity.fits(Request(instance.vcpus, instance.memory_mb, 0, instance.host_class)):
             raise InvalidState(f"host {host.name} has no room to start {instance_id} now")
-        instance.state = "pending"
+        compare_and_set(session, instance_id, S.PENDING, expect=(S.STOPPED,), reason="", owner=journal.me())
         uri = host.uri
+    journal.watch(cloud)
     try:
         cloud.hypervisor.start(uri, domain_name(instance_id))
     except Exception:
-        set_state(cloud, instance_id, "stopped", "Server.InternalError: start failed")
+        set_state(cloud, instance_id, S.STOPPED, "Server.InternalError: start failed", expect=(S.PENDING,))
         raise
-    set_state(cloud, instance_id, "running")
+    set_state(cloud, instance_id, S.RUNNING, expect=(S.PENDING,))  # unless terminated meanwhile
 
 
 def reboot(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
-    """Reboot a running instance."""
-    with cloud.store.read() as session:
+    """Reboot a running instance (``rebooting`` while the hypervisor does it)."""
+    with cloud.store.write() as session:
         instance = get_instance(session, instance_id, farm_id)
-        if instance.state != "running":
+        if instance.state != S.RUNNING:
             raise InvalidState(f"instance {instance_id} is {instance.state}; only running instances reboot")
         if instance.host is None:
             raise InvalidState(f"instance {instance_id} is on no host")
         uri = instance.host.uri
-    cloud.hypervisor.reboot(uri, domain_name(instance_id))
+        compare_and_set(session, instance_id, S.REBOOTING, expect=(S.RUNNING,), owner=journal.me())
+    journal.watch(cloud)
+    try:
+        cloud.hypervisor.reboot(uri, domain_name(instance_id))
+    finally:  # back up (or still up); a stop or terminate that came meanwhile keeps its state
+        set_state(cloud, instance_id, S.RUNNING, expect=(S.REBOOTING,))
 
 
 def console_output(cloud: CloudContext, instance_id: str, farm_id: int | None = None, limit: int = 64 * 1024) -> bytes:

@@ -10,6 +10,7 @@ if the move fails before the instance could run on the target.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -18,13 +19,14 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import select
 
 from drivers.storage.base import Disk, disk_names
-from ivfarm.errors import HypervisorError, InvalidState, IvfarmError
+from ivfarm.errors import HypervisorError, InvalidState, IvfarmError, TransitionLost
 from ivfarm.services.compute import hosts, provisioning
 from ivfarm.services.compute.instances import domain_name, set_state
 from ivfarm.services.compute.placement import Move, place_on, reserve
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
 from ivfarm.store.models import LIVE_STATES, Instance
+from ivfarm.store.states import InstanceState as S
 
 log = logging.getLogger(__name__)
 MOVABLE = ("running", "stopped")
@@ -67,10 +69,15 @@ def migrate(cloud: CloudContext, instance_id: str, to: str | None = None) -> Mig
         except IvfarmError:
             place_on(cloud, instance_id, move.source)
             raise
-        if mode == "live":
-            _live(cloud, move)
-        else:
-            _cold(cloud, move)
+        try:
+            if mode == "live":
+                _live(cloud, move)
+            else:
+                _cold(cloud, move)
+        except TransitionLost as lost:  # terminated meanwhile: nothing of it may stay on either host
+            if lost.found in (S.SHUTTING_DOWN, S.TERMINATED):
+                _abandon(cloud, move)
+            raise
     state = "running" if move.state == "running" else "stopped"
     return MigrationResult(instance_id, move.source, move.target, mode, round(time.monotonic() - started, 3), state)
 
@@ -112,6 +119,34 @@ def _live(cloud: CloudContext, move: Move) -> None:
             cloud.seeds.delete(move.target_uri, f"{move.instance_id}.iso")
             raise
     _clean_source(cloud, move)
+    _still_wanted(cloud, move)
+
+
+def _still_wanted(cloud: CloudContext, move: Move) -> None:
+    """A live move changes no state; one that landed after a terminate began gives way to it."""
+    with cloud.store.read() as session:
+        state = session.scalar(select(Instance.state).where(Instance.id == move.instance_id))
+    if state in (S.SHUTTING_DOWN, S.TERMINATED):
+        raise TransitionLost(move.instance_id, str(state), move.state)
+
+
+def _abandon(cloud: CloudContext, move: Move) -> None:
+    """Remove the instance from both hosts of a move a terminate overtook (best effort: the
+    terminate removes what it knows of, reconcile any rest)."""
+    storage = cloud.storage(move.host_class)
+    name = move.instance_id
+    for uri in (move.source_uri, move.target_uri):
+        steps: list[Callable[[], None]] = [
+            functools.partial(cloud.hypervisor.undefine, uri, domain_name(name)),
+            functools.partial(cloud.seeds.delete, uri, f"{name}.iso"),
+            functools.partial(cloud.consoles.delete, uri, f"{name}.log")]
+        if not storage.shared or uri == move.target_uri:
+            steps += [functools.partial(storage.delete, uri, disk) for disk in disk_names(name)]
+        for step in steps:
+            try:
+                step()
+            except IvfarmError:
+                log.exception("removing %s from %s after its termination failed", move.instance_id, uri)
 
 
 def _move_disks(cloud: CloudContext, move: Move, names: list[str], src: str, dst: str, moved: list[str]) -> list[Disk]:
@@ -144,16 +179,20 @@ def _cold(cloud: CloudContext, move: Move) -> None:
     try:
         _check_backing(cloud, move)
         if was_running:
-            set_state(cloud, move.instance_id, "stopping", f"Migrating to {move.target}")
+            set_state(cloud, move.instance_id, S.STOPPING, f"Migrating to {move.target}", expect=(S.RUNNING,))
             cloud.hypervisor.stop(move.source_uri, name, timeout_s=float(cloud.config.get("hypervisor.shutdown_timeout_s")))
-        set_state(cloud, move.instance_id, "stopped", f"Migrating to {move.target}")
+        set_state(cloud, move.instance_id, S.STOPPED, f"Migrating to {move.target}", expect=(S.STOPPING, S.STOPPED))
         disks = _move_disks(cloud, move, list(disk_names(move.instance_id)), move.source_uri, move.target_uri, moved)
         _carry_console(cloud, move)
         provisioning.redefine(cloud, move.instance_id, disks, start=was_running)
+    except TransitionLost as lost:  # a terminate overtook the move (migrate removes it all) or another change
+        if lost.found not in (S.SHUTTING_DOWN, S.TERMINATED):
+            _undo_cold(cloud, move, moved, lost)
+        raise
     except Exception as exc:
         _undo_cold(cloud, move, moved, exc)
         raise
-    set_state(cloud, move.instance_id, "running" if was_running else "stopped")
+    set_state(cloud, move.instance_id, S.RUNNING if was_running else S.STOPPED, expect=(S.STOPPED,))
     _clean_source(cloud, move)
 
 
@@ -165,17 +204,17 @@ def _undo_cold(cloud: CloudContext, move: Move, moved: list[str], error: Excepti
             _move_disks(cloud, move, moved, move.target_uri, move.source_uri, [])
         except IvfarmError:
             log.exception("moving the disks of %s back failed", move.instance_id)
-            set_state(cloud, move.instance_id, "stopped", reason)
+            set_state(cloud, move.instance_id, S.STOPPED, reason, expect=(S.STOPPING, S.STOPPED))
             return
     place_on(cloud, move.instance_id, move.source)
     if move.state == "running":
         try:
             cloud.hypervisor.start(move.source_uri, domain_name(move.instance_id))
-            set_state(cloud, move.instance_id, "running", reason)
+            set_state(cloud, move.instance_id, S.RUNNING, reason, expect=(S.STOPPING, S.STOPPED, S.RUNNING))
             return
         except HypervisorError:
             log.exception("restarting %s on %s failed", move.instance_id, move.source)
-    set_state(cloud, move.instance_id, "stopped", reason)
+    set_state(cloud, move.instance_id, S.STOPPED, reason, expect=(S.STOPPING, S.STOPPED))
 
 
 def drain(cloud: CloudContext, host_name: str, on_result: Callable[[str, MigrationResult | str], None] | None = None) -> DrainReport:

@@ -9,16 +9,21 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
+
 from contextualization.metadata import meta_data, network_config_v2
 from contextualization.seed import build_seed
 from drivers.hypervisor.domain_xml import DomainSpec, Nic, render_domain
 from drivers.storage.base import BaseImage, Disk, disk_names
-from ivfarm.errors import InvalidState, IvfarmError
+from ivfarm.errors import InvalidState, IvfarmError, TransitionLost
 from ivfarm.services.compute.instances import GIB, domain_name, get_instance, set_state
 from ivfarm.services.network import farm_network
+from ivfarm.services.network.routers import sync_router
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
-from ivfarm.store.models import Flavor, Image, Instance, KeyPair
+from ivfarm.store.models import Address, Flavor, Image, KeyPair
+from ivfarm.store.states import InstanceState as S
+from ivfarm.store.transitions import compare_and_set
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +56,7 @@ class _Plan:
 def _plan(cloud: CloudContext, instance_id: str, pending: bool = True) -> _Plan:
     with cloud.store.read() as session:
         instance = get_instance(session, instance_id)
-        if (pending and instance.state != "pending") or instance.host is None:
+        if (pending and instance.state != S.PENDING) or instance.host is None:
             raise InvalidState(f"instance {instance_id} is {instance.state}, not pending on a host")
         image: Image = instance.image
         flavor = session.get(Flavor, instance.flavor_name)
@@ -164,45 +169,61 @@ def _rollback(plan: _Plan) -> None:
 
 
 def provision(cloud: CloudContext, instance_id: str) -> None:
-    """Build and start a pending instance; on failure undo everything and mark it terminated."""
+    """Build and start a pending instance; on failure undo everything and mark it terminated.
+
+    The end is a compare-and-set from pending: if the instance was terminated (or stopped by a
+    host failure) while it was being built, that state wins and what was built is removed again.
+    """
     plan = _plan(cloud, instance_id)
     try:
         _build(cloud, plan)
     except Exception as exc:
         _rollback(plan)
-        set_state(cloud, instance_id, "terminated", f"Server.InternalError: {exc}")
-        if plan.nic is not None:
-            farm_network.detach(cloud, plan.nic)
+        try:
+            set_state(cloud, instance_id, S.TERMINATED, f"Server.InternalError: {exc}"[:250], expect=(S.PENDING,))
+        except TransitionLost as lost:  # terminated meanwhile: that is why the build failed, and it stays
+            log.info("provisioning of %s gave way: %s", instance_id, lost)
+            return
+        finally:
+            if plan.nic is not None:
+                farm_network.detach(cloud, plan.nic)
         if isinstance(exc, IvfarmError):
             raise
         raise IvfarmError(f"provisioning {instance_id} failed: {exc}") from exc
-    with cloud.store.write() as session:
-        instance = session.get(Instance, instance_id)
-        still_wanted = instance is not None and instance.state == "pending"
-    if still_wanted:
-        set_state(cloud, instance_id, "running")
-    else:  # terminated while we were building it
-        teardown(cloud, instance_id)
+    try:
+        set_state(cloud, instance_id, S.RUNNING, expect=(S.PENDING,))
+    except TransitionLost as lost:  # terminated (or failed over) while we were building it
+        log.info("provisioning of %s gave way: %s; removing what it built", instance_id, lost)
+        _rollback(plan)
+        if plan.nic is not None:
+            farm_network.detach(cloud, plan.nic)
+        if lost.found not in (S.SHUTTING_DOWN, S.TERMINATED):
+            raise
 
 
 def begin_terminate(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> str:
-    """Mark an instance shutting-down; returns its previous state (terminated stays terminated)."""
+    """Mark an instance shutting-down (this process owning its teardown); returns its previous
+    state (terminated stays terminated)."""
     with cloud.store.write() as session:
-        instance = get_instance(session, instance_id, farm_id)
-        previous = instance.state
-        if previous != "terminated":
-            instance.state = "shutting-down"
-            instance.owner = journal.me()
-        return previous
+        get_instance(session, instance_id, farm_id)
+        try:
+            previous = str(compare_and_set(session, instance_id, S.SHUTTING_DOWN, owner=journal.me()))
+        except TransitionLost as lost:
+            return lost.found  # only terminated cannot become shutting-down
+    journal.watch(cloud)
+    return previous
 
 
-def teardown(cloud: CloudContext, instance_id: str) -> None:
-    """Remove the domain, disks, seed, console log and network bindings; mark terminated."""
+def teardown(cloud: CloudContext, instance_id: str,
+             reason: str = "Client.UserInitiatedShutdown: User initiated shutdown") -> None:
+    """Remove the domain, disks, seed, console log and network bindings; mark terminated (by
+    compare-and-set from shutting-down: begin_terminate first)."""
     with cloud.store.read() as session:
         instance = get_instance(session, instance_id)
         uri = instance.host.uri if instance.host else None
         host_class = instance.host_class
         nic = farm_network.instance_nic(session, instance)
+        farms = set(session.scalars(select(Address.farm_id).where(Address.instance_id == instance_id)))
     if uri is not None:
         cloud.hypervisor.undefine(uri, domain_name(instance_id))
         storage = cloud.storage(host_class)
@@ -210,13 +231,19 @@ def teardown(cloud: CloudContext, instance_id: str) -> None:
             storage.delete(uri, name)
         cloud.seeds.delete(uri, f"{instance_id}.iso")
         cloud.consoles.delete(uri, f"{instance_id}.log")
-    farm_network.release_addresses(cloud, instance_id)
-    set_state(cloud, instance_id, "terminated", "Client.UserInitiatedShutdown: User initiated shutdown")
+    try:  # elastic IPs are disassociated by the same transaction
+        set_state(cloud, instance_id, S.TERMINATED, reason, expect=(S.SHUTTING_DOWN,))
+    except TransitionLost as lost:
+        if lost.found != S.TERMINATED:
+            raise
+        log.info("teardown of %s: another process finished it first", instance_id)
     if nic is not None:
-        farm_network.detach(cloud, nic)
+        farms.add(nic.farm_id)
+    for farm_id in sorted(farms):
+        sync_router(cloud, farm_id)
 
 
 def terminate(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
     """Terminate an instance now (the CLI's way; the EC2 facade runs teardown in the background)."""
-    if begin_terminate(cloud, instance_id, farm_id) != "terminated":
+    if begin_terminate(cloud, instance_id, farm_id) != S.TERMINATED:
         teardown(cloud, instance_id)

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from sqlalchemy import select
 
-from ivfarm.errors import IvfarmError
+from ivfarm.errors import InvalidState, IvfarmError
 from ivfarm.services.compute import instances, provisioning
 from ivfarm.services.runtime.context import CloudContext
 from ivfarm.services.runtime.inventory import Inventory, scan
@@ -109,6 +109,7 @@ def _plan(verdict: FarmVerdict, rows: list[Instance], inventory: Inventory, poli
 
 
 def _apply(cloud: CloudContext, instance: Instance, policy: str) -> None:
+    """Stop or terminate: each a compare-and-set from the state the instance has when it is applied."""
     if policy == "stop":
         instances.stop(cloud, instance.id)
     else:
@@ -144,6 +145,8 @@ def enforce(cloud: CloudContext, policy: str = "report", dry_run: bool = False) 
                     continue
                 try:
                     _apply(cloud, instance, policy)
+                except InvalidState as exc:  # changed since the count (stopped, terminated...): that state stays
+                    verdict.unresolved.append(f"{instance.id} left as it is: {exc}")
                 except IvfarmError as exc:
                     result.errors.append(f"{policy} {instance.id}: {exc}")
     return result

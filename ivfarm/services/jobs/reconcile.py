@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import select
 
 from drivers.storage.base import disk_names
-from ivfarm.errors import IvfarmError
+from ivfarm.errors import IvfarmError, TransitionLost
 from ivfarm.services.compute import instances, provisioning
 from ivfarm.services.compute.host_failure import check_hosts
 from ivfarm.services.farms import lifecycle
@@ -27,7 +27,9 @@ from ivfarm.services.runtime.context import CloudContext
 from ivfarm.services.runtime.inventory import Inventory, SeenDomain, scan
 from ivfarm.services.runtime.locks import job_lock
 from ivfarm.services.tenancy import quotas
-from ivfarm.store.models import Farm, Host, Instance
+from ivfarm.store.models import IN_FLIGHT, Farm, Host, Instance
+from ivfarm.store.states import InstanceState as S
+from ivfarm.store.transitions import compare_and_set
 
 log = logging.getLogger(__name__)
 _FILE_ID = re.compile(r"^(i-[0-9a-f]{8,17})[-.]")
@@ -64,106 +66,160 @@ class ReconcileReport:
         return out
 
 
+class LeftAlone(IvfarmError):
+    """The item is busy after all (its work is in flight), so the repair gives way."""
+
+
 class _Run:
-    """One reconcile pass; ``act`` runs a repair unless dry-run, recording errors instead of stopping."""
+    """One reconcile pass; ``act`` runs a repair unless dry-run, recording errors instead of stopping.
+
+    Whether work is in flight is decided row by row when the row is looked at, and again inside
+    the transaction that acts on it (a compare-and-set on the state, owner and heartbeat judged):
+    an instance launched or claimed meanwhile is left alone.
+    """
 
     def __init__(self, cloud: CloudContext, dry_run: bool) -> None:
         self.cloud = cloud
         self.report = ReconcileReport(dry_run=dry_run)
-        self.busy = journal.busy_targets(cloud)
+        journal.busy_targets(cloud)  # drops the journal rows of work whose process is gone
         self._host_failures()
         self.inventory: Inventory = scan(cloud)
         self.report.unreachable_hosts = dict(self.inventory.unreachable)
 
     def _host_failures(self) -> None:
         """Hosts that stopped answering: wait out the grace period, then fence and recover."""
-        for host in check_hosts(self.cloud, dry_run=self.report.dry_run).hosts:
+        try:
+            checked = check_hosts(self.cloud, dry_run=self.report.dry_run).hosts
+        except IvfarmError as exc:
+            self.report.errors.append(f"host failure check: {exc}")
+            return
+        for host in checked:
             if host.action == "none":
                 continue
             moved = ", ".join(f"{i.instance_id} {i.action}" for i in host.instances) or "no instance moved"
             self.report.findings.append(Finding("host", host.host, host.error or host.status, f"{host.action} ({moved})"))
 
     def act(self, kind: str, target: str, detail: str, action: str, repair) -> None:  # type: ignore[no-untyped-def]
-        self.report.findings.append(Finding(kind, target, detail, action))
+        finding = Finding(kind, target, detail, action)
+        self.report.findings.append(finding)
         if self.report.dry_run:
             return
         try:
             repair()
-        except IvfarmError as exc:
+        except (LeftAlone, TransitionLost) as exc:  # changed or claimed since it was looked at: the winner stays
+            log.info("reconcile left %s %s alone: %s", kind, target, exc)
+            finding.detail, finding.action = f"{detail}; changed meanwhile ({exc})", "none"
+        except IvfarmError as exc:  # reported; the pass goes on with the next item
             self.report.errors.append(f"{kind} {target}: {exc}")
+
+    def _busy(self, target: str) -> bool:
+        with self.cloud.store.read() as session:
+            return journal.target_busy(self.cloud, session, target)
 
     # -- farms -----------------------------------------------------------------------------
     def farms(self) -> None:
         with self.cloud.store.read() as session:
             stuck = [(f.name, f.status) for f in session.scalars(select(Farm).where(Farm.status != "active"))]
         for name, status in stuck:
-            if f"farm:{name}" in self.busy:
+            if self._busy(f"farm:{name}"):
                 continue
             verb = "roll back" if status == "creating" else "finish deleting"
             self.act("farm", name, f"left {status} by an interrupted operation", verb,
-                     lambda name=name: lifecycle.delete_farm(self.cloud, name))
+                     lambda name=name, status=status: self._finish_farm(name, status))
+
+    def _finish_farm(self, name: str, status: str) -> None:
+        with self.cloud.store.read() as session:
+            now = session.scalar(select(Farm.status).where(Farm.name == name))
+            if now != status or journal.target_busy(self.cloud, session, f"farm:{name}"):
+                raise LeftAlone(f"farm {name} is {now} and busy again")
+        lifecycle.delete_farm(self.cloud, name)
 
     # -- instances -------------------------------------------------------------------------
     def instances(self) -> None:
         with self.cloud.store.read() as session:
-            rows = [(i.id, i.state, i.host.name if i.host else None, i.restart_policy)
-                    for i in session.scalars(select(Instance).where(Instance.state != "terminated"))]
-        for instance_id, state, host, policy in rows:
-            if instance_id in self.busy or (host is not None and host not in self.inventory.reachable):
+            ids = list(session.scalars(select(Instance.id).where(Instance.state != S.TERMINATED).order_by(Instance.id)))
+        for instance_id in ids:
+            with self.cloud.store.read() as session:  # decided now, row by row
+                row = session.get(Instance, instance_id)
+                if row is None or row.state == S.TERMINATED or journal.instance_busy(self.cloud, session, row):
+                    continue
+                state, host, policy = row.state, row.host.name if row.host else None, row.restart_policy
+            if host is not None and host not in self.inventory.reachable:
                 continue
-            seen = self.inventory.domains.get(instance_id)
-            if state == "pending":
-                if seen is not None and seen.state == "running":
-                    self.act("instance", instance_id, "provisioning finished but was not recorded", "mark running",
-                             lambda i=instance_id: instances.set_state(self.cloud, i, "running"))
-                else:
-                    self.act("instance", instance_id, "provisioning was interrupted", "roll back",
-                             lambda i=instance_id: self._roll_back(i))
-            elif state == "shutting-down":
-                self.act("instance", instance_id, "termination was interrupted", "finish terminating",
-                         lambda i=instance_id: provisioning.teardown(self.cloud, i))
-            elif seen is None:
-                self.act("instance", instance_id, f"{state} in the store but its domain is gone", "terminate",
-                         lambda i=instance_id: self._vanished(i))
-            elif state in ("running", "rebooting") and seen.state in ("stopped", "crashed"):
-                if policy == "always":
-                    self.act("instance", instance_id, f"died ({seen.state})", "restart",
-                             lambda i=instance_id, s=seen: self._restart(i, s.uri, s.name))
-                else:
-                    self.act("instance", instance_id, f"died ({seen.state})", "mark stopped",
-                             lambda i=instance_id: instances.set_state(self.cloud, i, "stopped", "Server.InstanceDied"))
-            elif state in ("stopped", "stopping") and seen.state == "running":
-                self.act("instance", instance_id, "runs although stopped in the store", "mark running",
-                         lambda i=instance_id: instances.set_state(self.cloud, i, "running"))
+            self._instance(instance_id, state, policy, self.inventory.domains.get(instance_id))
 
-    def _roll_back(self, instance_id: str) -> None:
-        provisioning.begin_terminate(self.cloud, instance_id)
-        provisioning.teardown(self.cloud, instance_id)
-        instances.set_state(self.cloud, instance_id, "terminated", "Server.InternalError: provisioning was interrupted")
+    def _instance(self, instance_id: str, state: str, policy: str, seen: SeenDomain | None) -> None:
+        if state == S.PENDING:
+            if seen is not None and seen.state == "running":
+                self.act("instance", instance_id, "provisioning finished but was not recorded", "mark running",
+                         lambda: self._take(instance_id, state, S.RUNNING))
+            else:
+                self.act("instance", instance_id, "provisioning was interrupted", "roll back",
+                         lambda: self._tear_down(instance_id, state, "Server.InternalError: provisioning was interrupted"))
+        elif state == S.SHUTTING_DOWN:
+            self.act("instance", instance_id, "termination was interrupted", "finish terminating",
+                     lambda: self._tear_down(instance_id, state, None))
+        elif seen is None:
+            self.act("instance", instance_id, f"{state} in the store but its domain is gone", "terminate",
+                     lambda: self._tear_down(instance_id, state, "Server.InternalError: the domain disappeared"))
+        elif state in (S.RUNNING, S.REBOOTING) and seen.state in ("stopped", "crashed"):
+            if policy == "always":
+                self.act("instance", instance_id, f"died ({seen.state})", "restart",
+                         lambda: self._restart(instance_id, state, seen.uri, seen.name))
+            else:
+                self.act("instance", instance_id, f"died ({seen.state})", "mark stopped",
+                         lambda: self._take(instance_id, state, S.STOPPED, "Server.InstanceDied"))
+        elif state in (S.STOPPED, S.STOPPING) and seen.state == "running":
+            self.act("instance", instance_id, "runs although stopped in the store", "mark running",
+                     lambda: self._take(instance_id, state, S.RUNNING))
+        elif state == S.STOPPING and seen.state == "stopped":
+            self.act("instance", instance_id, "stop was interrupted after the domain stopped", "mark stopped",
+                     lambda: self._take(instance_id, state, S.STOPPED, "User initiated"))
 
-    def _vanished(self, instance_id: str) -> None:
-        provisioning.teardown(self.cloud, instance_id)
-        instances.set_state(self.cloud, instance_id, "terminated", "Server.InternalError: the domain disappeared")
+    def _take(self, instance_id: str, state: str, new: str, reason: str | None = None) -> None:
+        """Compare-and-set from the state seen, if no live process claimed the instance since."""
+        with self.cloud.store.write() as session:
+            row = session.get(Instance, instance_id)
+            if row is None:
+                raise LeftAlone(f"instance {instance_id} is gone")
+            if journal.instance_busy(self.cloud, session, row):
+                raise LeftAlone(f"instance {instance_id} is {row.state}, owned by live {row.owner}")
+            compare_and_set(session, instance_id, new, expect=(state,), reason=reason, owner=journal.me(),
+                            guard=journal.stale_guard(row))
+        if new in IN_FLIGHT:
+            journal.watch(self.cloud)
 
-    def _restart(self, instance_id: str, uri: str, name: str) -> None:
-        self.cloud.hypervisor.start(uri, name)
-        instances.set_state(self.cloud, instance_id, "running")
+    def _tear_down(self, instance_id: str, state: str, reason: str | None) -> None:
+        self._take(instance_id, state, S.SHUTTING_DOWN)  # this process owns the teardown now
+        if reason is None:
+            provisioning.teardown(self.cloud, instance_id)
+        else:
+            provisioning.teardown(self.cloud, instance_id, reason)
+
+    def _restart(self, instance_id: str, state: str, uri: str, name: str) -> None:
+        self._take(instance_id, state, S.PENDING)
+        try:
+            self.cloud.hypervisor.start(uri, name)
+        except IvfarmError:
+            instances.set_state(self.cloud, instance_id, S.STOPPED, "Server.InstanceDied", expect=(S.PENDING,))
+            raise
+        instances.set_state(self.cloud, instance_id, S.RUNNING, expect=(S.PENDING,))
 
     # -- orphans ---------------------------------------------------------------------------
     def orphans(self) -> None:
         with self.cloud.store.read() as session:
             placed = {i.id: (i.host.name if i.host else None)
-                      for i in session.scalars(select(Instance).where(Instance.state != "terminated"))}
+                      for i in session.scalars(select(Instance).where(Instance.state != S.TERMINATED))}
             known = set(placed)
             host_classes = {h.name: h.host_class for h in session.scalars(select(Host))}
             vlans = {f.vlan for f in session.scalars(select(Farm))}
-        keep = known | self.busy
         for instance_id, copies in self.inventory.copies.items():
             for seen in copies:
-                if instance_id not in keep:
-                    self.act("domain", seen.name, f"on {seen.host}, unknown to the store", "remove",
-                             lambda s=seen: self.cloud.hypervisor.undefine(s.uri, s.name))
-                elif instance_id not in self.busy and seen.host != placed.get(instance_id):
+                if instance_id not in known:
+                    if self._unknown(instance_id):
+                        self.act("domain", seen.name, f"on {seen.host}, unknown to the store", "remove",
+                                 lambda s=seen, i=instance_id: self._remove_unknown(i, lambda: self.cloud.hypervisor.undefine(s.uri, s.name)))
+                elif seen.host != placed.get(instance_id) and not self._busy(instance_id):
                     self.act("domain", seen.name, f"stale copy on {seen.host} (the instance lives on "
                              f"{placed.get(instance_id)})", "remove", lambda s=seen, i=instance_id: self._remove_copy(i, s))
         for host, uri in self.inventory.reachable.items():
@@ -175,9 +231,10 @@ class _Run:
             ):
                 for name in names:
                     match = _FILE_ID.match(name)
-                    if match and match.group(1) not in keep:
+                    owner_id = match.group(1) if match else None
+                    if owner_id is not None and owner_id not in known and self._unknown(owner_id):
                         self.act(kind, f"{host}:{name}", "belongs to no instance", "remove",
-                                 lambda u=uri, n=name, r=remove: r(u, n))
+                                 lambda u=uri, n=name, r=remove, i=owner_id: self._remove_unknown(i, lambda: r(u, n)))
             low, high = self.cloud.config.get("network.vlan_range")
             for vlan in self.cloud.segments.list_vlans(uri):
                 if low <= vlan <= high and vlan not in vlans:
@@ -185,8 +242,25 @@ class _Run:
                              lambda u=uri, v=vlan: self.cloud.segments.remove(u, v))
         self._orphan_routers(vlans)
 
+    def _unknown(self, instance_id: str) -> bool:
+        """True when no live instance and no work in flight claims the id (asked now, not at the start)."""
+        with self.cloud.store.read() as session:
+            row = session.get(Instance, instance_id)
+            if row is not None and row.state != S.TERMINATED:
+                return False
+            return not journal.target_busy(self.cloud, session, instance_id)
+
+    def _remove_unknown(self, instance_id: str, remove) -> None:  # type: ignore[no-untyped-def]
+        if not self._unknown(instance_id):  # launched (or claimed) since it was looked at
+            raise LeftAlone(f"{instance_id} is known to the store now")
+        remove()
+
     def _remove_copy(self, instance_id: str, seen: SeenDomain) -> None:
         """Undefine a copy left on a host the instance moved away from (and its disks, unless shared)."""
+        with self.cloud.store.read() as session:
+            row = session.get(Instance, instance_id)
+            if row is None or (row.host.name if row.host else None) == seen.host or journal.instance_busy(self.cloud, session, row):
+                raise LeftAlone(f"{instance_id} moved or is being moved")
         self.cloud.hypervisor.undefine(seen.uri, seen.name)
         with self.cloud.store.read() as session:
             host_class = session.scalar(select(Host.host_class).where(Host.name == seen.host))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from drivers.hypervisor.domain_xml import Nic
@@ -12,7 +11,7 @@ from ivfarm.errors import InvalidInput
 from ivfarm.services.network.addressing import router_ip
 from ivfarm.services.network.routers import sync_router
 from ivfarm.services.runtime.context import CloudContext
-from ivfarm.store.models import Address, Instance
+from ivfarm.store.models import Instance
 
 ANTI_SPOOFING_FILTER = "clean-traffic"
 
@@ -50,18 +49,6 @@ def attach(cloud: CloudContext, uri: str, nic: InstanceNic) -> Nic:
 def detach(cloud: CloudContext, nic: InstanceNic) -> None:
     """Drop the instance's lease (the router is rebuilt from the store, which no longer lists it)."""
     sync_router(cloud, nic.farm_id)
-
-
-def release_addresses(cloud: CloudContext, instance_id: str) -> None:
-    """Disassociate any elastic IP bound to the instance."""
-    farm_ids = set()
-    with cloud.store.write() as session:
-        for address in session.scalars(select(Address).where(Address.instance_id == instance_id)):
-            address.instance_id = None
-            address.association_id = None
-            farm_ids.add(address.farm_id)
-    for farm_id in farm_ids:
-        sync_router(cloud, farm_id)
 
 
 def public_bridge(cloud: CloudContext) -> str:
