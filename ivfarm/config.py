@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "hosts": {
         "failure_grace_s": 120,  # how long a host may stay unreachable before its VMs are recovered
-        "fence_command": None,  # shell command with {name} and {uri}; exit 0 = powered off. None: never fence
+        "fence_command": None,  # command (no shell) with {name} and {uri}; exit 0 = powered off. None: never fence
         "fence_timeout_s": 120,
         "worker_failure_policy": "leave",  # recreate | leave: what happens to a failed host's worker VMs
     },
