@@ -1,7 +1,8 @@
 """The slow part of an instance's life on its host: build disks, seed and domain; tear them down.
 
 Each step registers its undo, so a failure removes what was made, marks the instance
-terminated with the reason, and so releases its quota (usage is counted from states).
+terminated, and so releases its quota (usage is counted from states). The farm sees only
+``LAUNCH_FAILED`` as the reason; the exception raised (and logged by the caller) has the detail.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ivfarm.services.runtime.context import CloudContext
 from ivfarm.store.models import Flavor, Image, Instance, KeyPair
 
 log = logging.getLogger(__name__)
+LAUNCH_FAILED = "Server.InternalError: Internal error on launch"  # AWS's words; no host detail for tenants
 
 
 @dataclass
@@ -170,7 +172,7 @@ def provision(cloud: CloudContext, instance_id: str) -> None:
         _build(cloud, plan)
     except Exception as exc:
         _rollback(plan)
-        set_state(cloud, instance_id, "terminated", f"Server.InternalError: {exc}")
+        set_state(cloud, instance_id, "terminated", LAUNCH_FAILED)
         if plan.nic is not None:
             farm_network.detach(cloud, plan.nic)
         if isinstance(exc, IvfarmError):
