@@ -88,6 +88,11 @@ DEFAULTS: dict[str, Any] = {
         "zones": {"worker": None, "service": None},
         "provision_workers": 4,
         "terminated_visible_s": 3600,
+        # Per farm: requests in flight at once, a token bucket of requests (rate per second, burst),
+        # how many signatures of mutating requests are remembered against replay (15 minutes each),
+        # and how long after its first sighting a signature may come again (the client's own repeat).
+        "limits": {"concurrent": 64, "rate_per_s": 200, "burst": 400, "replay_entries": 50000,
+                   "replay_grace_s": 2.0},
     },
 }
 
