@@ -168,7 +168,7 @@ class ImageCache(Section):
 
 class Hosts(Section):
     failure_grace_s: Number = 120  # how long a host may stay unreachable before its VMs are recovered
-    fence_command: Name | None = None  # shell command with {name} and {uri}; exit 0 = powered off. None: never fence
+    fence_command: Name | None = None  # command (no shell) with {name} and {uri}; exit 0 = powered off. None: never fence
     fence_timeout_s: PositiveNumber = 120
     worker_failure_policy: Literal["recreate", "leave"] = "leave"  # what happens to a failed host's worker VMs
 
@@ -251,12 +251,25 @@ class Zones(Section):
     service: Name | None = None
 
 
+class Limits(Section):
+    """Per farm: requests in flight at once, a token bucket of requests (rate per second, burst), how many
+    signatures of mutating requests are remembered against replay (15 minutes each), and how long after its
+    first sighting a signature may come again (the client's own repeat within the same second)."""
+
+    concurrent: PositiveCount = 64
+    rate_per_s: PositiveNumber = 200
+    burst: PositiveCount = 400
+    replay_entries: PositiveCount = 50000
+    replay_grace_s: Number = 2.0
+
+
 class Ec2(Section):
     listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:8773"
     region: Name = "ivfarm-1"
     zones: Zones = Field(default_factory=Zones)
     provision_workers: PositiveCount = 4
     terminated_visible_s: Number = 3600
+    limits: Limits = Field(default_factory=Limits)
 
 
 class Settings(Section):

@@ -12,12 +12,14 @@ from sqlalchemy import bindparam, select
 
 from ivfarm.cloud import Cloud
 from ivfarm.ec2 import handlers  # noqa: F401 - registers every action
-from ivfarm.ec2.auth import SIGV2_PARAMS, Principal, SignedRequest, authenticate
+from ivfarm.ec2.auth import SIGV2_PARAMS, Principal, SignedRequest, Verified, authenticate
 from ivfarm.ec2.context import RequestContext
-from ivfarm.ec2.errors import Ec2Error, from_ivfarm, internal
+from ivfarm.ec2.errors import Ec2Error, auth_failure, from_ivfarm, internal
+from ivfarm.ec2.limits import FarmLimits
 from ivfarm.ec2.params import Params, parse_query
 from ivfarm.ec2.provisioner import Provisioner
 from ivfarm.ec2.registry import ACTIONS
+from ivfarm.ec2.replay import MemoryReplayGuard, ReplayGuard, mutating
 from ivfarm.ec2.serializer import render, render_error
 from ivfarm.errors import IvfarmError
 from ivfarm.store.models import Farm
@@ -30,16 +32,20 @@ _PRINCIPAL = select(Farm.id, Farm.name, Farm.secret_key).where(
     Farm.access_key == bindparam("key"), Farm.status == "active")
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 405: "Method Not Allowed",
-            412: "Precondition Failed", 413: "Request Entity Too Large", 500: "Internal Server Error"}
+            412: "Precondition Failed", 413: "Request Entity Too Large", 500: "Internal Server Error",
+            503: "Service Unavailable"}
 
 
 class Ec2App:
     """The EC2 Query API of one cloud."""
 
-    def __init__(self, cloud: Cloud, provisioner: Provisioner) -> None:
+    def __init__(self, cloud: Cloud, provisioner: Provisioner, replay: ReplayGuard | None = None) -> None:
         self.cloud = cloud
         self.provisioner = provisioner
         self.region = str(cloud.config.get("ec2.region"))
+        limits = cloud.config.get("ec2.limits")
+        self.limits = FarmLimits(int(limits["concurrent"]), float(limits["rate_per_s"]), int(limits["burst"]))
+        self.replay = replay or MemoryReplayGuard(int(limits["replay_entries"]), float(limits["replay_grace_s"]))
         self.in_flight = 0
         self._count_lock = threading.Lock()
 
@@ -86,8 +92,14 @@ class Ec2App:
 
     def _handle(self, environ: dict[str, Any], request_id: str, info: dict[str, str]) -> tuple[str, Any]:
         request, params = self._read(environ)
-        principal = authenticate(request, params, self.lookup, self.region)
-        info["farm"] = principal.farm_name
+        verified = authenticate(request, params, self.lookup, self.region)
+        info["farm"] = verified.principal.farm_name
+        with self.limits.admit(verified.principal.farm_id):
+            return self._dispatch(request, params, verified, request_id, info)
+
+    def _dispatch(self, request: SignedRequest, params: dict[str, str], verified: Verified, request_id: str,
+                  info: dict[str, str]) -> tuple[str, Any]:
+        principal = verified.principal
         if "Signature" in params and "authorization" not in request.headers:
             params = {k: v for k, v in params.items() if k not in SIGV2_PARAMS}
         name = params.pop("Action", "")
@@ -96,6 +108,9 @@ class Ec2App:
         if handler is None:
             raise Ec2Error("InvalidAction", f"The action {name[:64]!r} is not valid for this web service.")
         info["action"] = name
+        if mutating(name) and not self.replay.admit(principal.farm_id, verified.signature, verified.valid_until):
+            log.warning("request %s (%s): replayed signature refused for farm %s", request_id, name, principal.farm_name)
+            raise auth_failure()
         root = Params(params)
         ctx = RequestContext(self.cloud, self.provisioner, principal, request_id, root.boolean("DryRun"), request.host)
         tree = handler(ctx, root)

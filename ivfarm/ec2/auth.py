@@ -1,8 +1,9 @@
 """Request authentication: SigV4 (boto3, awscli) and SigV2 (euca2ools, boto2).
 
 The signature is recomputed with botocore's own signers from what the client sent and the farm's
-secret key, and compared in constant time. The request time must be within 15 minutes of ours.
-Every failure is the same ``AuthFailure`` (401), whichever part was wrong.
+secret key, and compared in constant time. The request time must be within 15 minutes of ours,
+and a SigV2 ``Expires`` no further ahead: otherwise ``RequestExpired`` (400), as AWS answers.
+Every other failure is the same ``AuthFailure`` (401), whichever part was wrong.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from botocore.auth import SigV2Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from ivfarm.ec2.errors import auth_failure
+from ivfarm.ec2.errors import auth_failure, request_expired
 from ivfarm.store.types import as_utc
 
 MAX_SKEW = dt.timedelta(minutes=15)
@@ -50,6 +51,15 @@ class SignedRequest:
     body: bytes
 
 
+@dataclass(frozen=True)
+class Verified:
+    """An authenticated request: whose it is, its signature and until when that signature is valid."""
+
+    principal: Principal
+    signature: str
+    valid_until: dt.datetime
+
+
 Lookup = Callable[[str], "Principal | None"]
 
 
@@ -57,9 +67,19 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _check_time(when: dt.datetime) -> None:
+def _check_time(when: dt.datetime) -> dt.datetime:
+    """Until when a request made at ``when`` is valid (RequestExpired when it is not now)."""
     if abs(_now() - when) > MAX_SKEW:
-        raise auth_failure()
+        raise request_expired()
+    return when + MAX_SKEW
+
+
+def _check_expires(expires: dt.datetime) -> dt.datetime:
+    """A SigV2 ``Expires`` must be in the future, and no further ahead than the allowed skew."""
+    now = _now()
+    if not now <= expires <= now + MAX_SKEW:
+        raise request_expired()
+    return expires
 
 
 def _principal(lookup: Lookup, access_key: str) -> Principal:
@@ -69,7 +89,7 @@ def _principal(lookup: Lookup, access_key: str) -> Principal:
     return principal
 
 
-def verify_sigv4(request: SignedRequest, lookup: Lookup, region: str) -> Principal:
+def verify_sigv4(request: SignedRequest, lookup: Lookup, region: str) -> Verified:
     """Check an ``Authorization: AWS4-HMAC-SHA256 ...`` request."""
     match = _SIGV4_HEADER.match(request.headers.get("authorization", ""))
     if match is None:
@@ -87,7 +107,7 @@ def verify_sigv4(request: SignedRequest, lookup: Lookup, region: str) -> Princip
         raise auth_failure() from None
     if "x-amz-date" not in signed or parts[1] != stamp[:8]:
         raise auth_failure()
-    _check_time(when)
+    valid_until = _check_time(when)
     declared = request.headers.get("x-amz-content-sha256")
     if declared is not None and declared != hashlib.sha256(request.body).hexdigest():
         raise auth_failure()  # an unsigned or tampered payload
@@ -100,7 +120,7 @@ def verify_sigv4(request: SignedRequest, lookup: Lookup, region: str) -> Princip
     expected = signer.signature(signer.string_to_sign(rebuilt, signer.canonical_request(rebuilt)), rebuilt)
     if not hmac.compare_digest(expected, match["signature"]):
         raise auth_failure()
-    return principal
+    return Verified(principal, expected, valid_until)
 
 
 def _parse_v2_time(text: str) -> dt.datetime:
@@ -111,15 +131,14 @@ def _parse_v2_time(text: str) -> dt.datetime:
     return as_utc(when)
 
 
-def verify_sigv2(request: SignedRequest, params: Mapping[str, str], lookup: Lookup) -> Principal:
+def verify_sigv2(request: SignedRequest, params: Mapping[str, str], lookup: Lookup) -> Verified:
     """Check a request signed with ``SignatureVersion=2`` / ``HmacSHA256`` in its parameters."""
     if params.get("SignatureVersion") != "2" or params.get("SignatureMethod") != "HmacSHA256":
         raise auth_failure()
     if "Timestamp" in params:
-        _check_time(_parse_v2_time(params["Timestamp"]))
+        valid_until = _check_time(_parse_v2_time(params["Timestamp"]))
     elif "Expires" in params:
-        if _parse_v2_time(params["Expires"]) < _now():
-            raise auth_failure()
+        valid_until = _check_expires(_parse_v2_time(params["Expires"]))
     else:
         raise auth_failure()
     principal = _principal(lookup, params.get("AWSAccessKeyId", ""))
@@ -128,11 +147,11 @@ def verify_sigv2(request: SignedRequest, params: Mapping[str, str], lookup: Look
     _, expected = signer.calc_signature(rebuilt, {k: v for k, v in params.items() if k != "Signature"})
     if not hmac.compare_digest(expected.encode(), params.get("Signature", "").encode()):
         raise auth_failure()
-    return principal
+    return Verified(principal, expected, valid_until)
 
 
-def authenticate(request: SignedRequest, params: Mapping[str, str], lookup: Lookup, region: str) -> Principal:
-    """The principal of a SigV4 or SigV2 request, or AuthFailure."""
+def authenticate(request: SignedRequest, params: Mapping[str, str], lookup: Lookup, region: str) -> Verified:
+    """Who signed a SigV4 or SigV2 request, or AuthFailure / RequestExpired."""
     if "authorization" in request.headers:
         return verify_sigv4(request, lookup, region)
     if "Signature" in params:

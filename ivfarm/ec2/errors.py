@@ -38,6 +38,11 @@ def auth_failure() -> Ec2Error:
     return Ec2Error("AuthFailure", "AWS was not able to validate the provided access credentials", 401)
 
 
+def request_expired() -> Ec2Error:
+    """A request time (or SigV2 ``Expires``) outside the 15 minutes allowed around ours."""
+    return Ec2Error("RequestExpired", "Request has expired.", 400)
+
+
 def invalid_value(name: str, value: object, why: str = "") -> Ec2Error:
     """InvalidParameterValue for parameter ``name``."""
     suffix = f": {why}" if why else ""

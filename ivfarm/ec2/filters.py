@@ -5,41 +5,20 @@ Values of one filter are alternatives; all filters must match. ``tag:KEY``, ``ta
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ivfarm.ec2.errors import Ec2Error, echo
 from ivfarm.ec2.params import Params
+from ivfarm.ec2.wildcards import Matcher, compile_wildcards
 
 MAX_FILTERS = 50
-MAX_VALUES = 200
+MAX_VALUES = 200  # per filter
+MAX_TOTAL_VALUES = 1000  # over all filters of one request
+MAX_VALUE_LENGTH = 1024
 
 Extractor = Callable[[Any], Iterable[str | None]]
-Matcher = Callable[[str], bool]
-
-
-def _pattern(value: str) -> Matcher:
-    if not any(c in value for c in "*?\\"):
-        return value.__eq__
-    parts, escaped = [], False
-    for char in value:
-        if escaped:
-            parts.append(re.escape(char))
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == "*":
-            parts.append(".*")
-        elif char == "?":
-            parts.append(".")
-        else:
-            parts.append(re.escape(char))
-    if escaped:
-        parts.append(re.escape("\\"))
-    compiled = re.compile("".join(parts), re.DOTALL)
-    return lambda text: compiled.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -82,15 +61,22 @@ class FilterSet:
         return True
 
 
+def too_many(message: str) -> Ec2Error:
+    """FilterLimitExceeded, as AWS answers too many filters or filter values."""
+    return Ec2Error("FilterLimitExceeded", message)
+
+
 def parse_filters(params: Params, extractors: Mapping[str, Extractor], tags: bool = True) -> FilterSet:
     """Read ``Filter.N`` and check every name is one this resource knows."""
     filters = []
     structs = params.structs("Filter")
     if len(structs) > MAX_FILTERS:
-        raise Ec2Error("InvalidParameterValue", f"At most {MAX_FILTERS} filters are allowed")
+        raise too_many(f"At most {MAX_FILTERS} filters are allowed")
+    total = 0
     for struct in structs:
         name = struct.required("Name", max_length=255)
-        values = struct.strings("Value", max_length=1024)
+        values = struct.strings("Value", max_length=MAX_VALUE_LENGTH)
+        total += len(values)
         known = name in extractors or (tags and (name in ("tag-key", "tag-value") or
                                                   (name.startswith("tag:") and len(name) > 4)))
         if not known:
@@ -98,6 +84,8 @@ def parse_filters(params: Params, extractors: Mapping[str, Extractor], tags: boo
         if not values:
             raise Ec2Error("InvalidParameterValue", f"The filter '{echo(name)}' has no values")
         if len(values) > MAX_VALUES:
-            raise Ec2Error("InvalidParameterValue", f"The filter '{echo(name)}' has more than {MAX_VALUES} values")
-        filters.append(Filter(name, tuple(_pattern(v) for v in values)))
+            raise too_many(f"The filter '{echo(name)}' has more than {MAX_VALUES} values")
+        if total > MAX_TOTAL_VALUES:
+            raise too_many(f"At most {MAX_TOTAL_VALUES} filter values are allowed in one request")
+        filters.append(Filter(name, tuple(compile_wildcards(v) for v in values)))
     return FilterSet(filters, extractors)

@@ -35,7 +35,7 @@ class Provisioner:
             except TransitionLost as lost:  # another request won the race; its state is kept
                 log.info("%s of %s gave way: %s", what, instance_id, lost)
             except Exception:
-                log.exception("%s of %s failed", what, instance_id)
+                log.exception("%s of %s failed", what, instance_id)  # the detail tenants do not see
 
         with self._lock:
             future = self._pool.submit(run)
@@ -51,10 +51,11 @@ class Provisioner:
         with self._lock:
             return self._jobs.get(instance_id)
 
-    def provision(self, instance_ids: Iterable[str]) -> None:
-        """Build and start pending instances in the background."""
+    def provision(self, instance_ids: Iterable[str], request_id: str = "") -> None:
+        """Build and start pending instances in the background (``request_id`` names them in the log)."""
+        what = f"provisioning (request {request_id})" if request_id else "provisioning"
         for instance_id in instance_ids:
-            self._submit(instance_id, functools.partial(provisioning.provision, self.cloud, instance_id), "provisioning")
+            self._submit(instance_id, functools.partial(provisioning.provision, self.cloud, instance_id), what)
 
     def stop(self, instance_ids: Iterable[str], force: bool) -> None:
         """Shut down instances already marked stopping."""

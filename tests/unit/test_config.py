@@ -91,7 +91,9 @@ OLD_DEFAULTS = {  # the tree before the schema existed: the schema's defaults mu
     },
     "quota_defaults": {"instances": 4, "vcpus": 8, "memory_mb": 16384, "disk_gb": 200, "addresses": 1},
     "ec2": {"listen": "127.0.0.1:8773", "region": "ivfarm-1", "zones": {"worker": None, "service": None},
-            "provision_workers": 4, "terminated_visible_s": 3600},
+            "provision_workers": 4, "terminated_visible_s": 3600,
+            "limits": {"concurrent": 64, "rate_per_s": 200, "burst": 400, "replay_entries": 50000,
+                       "replay_grace_s": 2.0}},
 }
 
 

@@ -43,14 +43,14 @@ def v2(**changes: str) -> tuple[SignedRequest, dict[str, str]]:
     return SignedRequest("POST", "ec2.example:8773", "/", "", {"host": "ec2.example:8773"}, b""), params
 
 
-def fails(request: SignedRequest, params: dict[str, str] | None = None) -> None:
+def fails(request: SignedRequest, params: dict[str, str] | None = None, code: str = "AuthFailure") -> None:
     with pytest.raises(Ec2Error) as excinfo:
         authenticate(request, params or {}, lookup, REGION)
-    assert (excinfo.value.code, excinfo.value.status) == ("AuthFailure", 401)
+    assert (excinfo.value.code, excinfo.value.status) == {"AuthFailure": (code, 401), "RequestExpired": (code, 400)}[code]
 
 
 def test_sigv4_accepted_and_names_the_farm() -> None:
-    assert authenticate(v4(), {}, lookup, REGION) == Principal(7, "alpha", SECRET)
+    assert authenticate(v4(), {}, lookup, REGION).principal == Principal(7, "alpha", SECRET)
 
 
 def test_sigv4_refusals() -> None:
@@ -58,7 +58,7 @@ def test_sigv4_refusals() -> None:
     fails(SignedRequest("POST", good.host, "/", "", good.headers, BODY + b"&x=1"))
     fails(SignedRequest("POST", good.host, "/other", "", good.headers, BODY))
     fails(SignedRequest("POST", good.host, "/", "", {**good.headers, "host": "evil:1"}, BODY))
-    fails(v4(when=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=16)))
+    fails(v4(when=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=16)), code="RequestExpired")
     authenticate(v4(when=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=14)), {}, lookup, REGION)
     wrong_scope = dict(good.headers)
     wrong_scope["authorization"] = wrong_scope["authorization"].replace(f"/{REGION}/", "/us-east-1/")
@@ -78,7 +78,7 @@ def test_declared_payload_hash_must_be_the_body_hash() -> None:
 
 def test_sigv2_accepted_with_timestamp_or_expires() -> None:
     request, params = v2()
-    assert authenticate(request, params, lookup, REGION).farm_name == "alpha"
+    assert authenticate(request, params, lookup, REGION).principal.farm_name == "alpha"
     later = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     request, params = v2()
     del params["Timestamp"]
@@ -88,15 +88,15 @@ def test_sigv2_accepted_with_timestamp_or_expires() -> None:
     authenticate(request, params, lookup, REGION)
 
 
-@pytest.mark.parametrize("changes", [
-    {"SignatureVersion": "1"},
-    {"Timestamp": "2001-01-01T00:00:00Z"},
-    {"Timestamp": "yesterday"},
-    {"AWSAccessKeyId": "AKIAUNKNOWN000000000"},
+@pytest.mark.parametrize(("changes", "code"), [
+    ({"SignatureVersion": "1"}, "AuthFailure"),
+    ({"Timestamp": "2001-01-01T00:00:00Z"}, "RequestExpired"),
+    ({"Timestamp": "yesterday"}, "AuthFailure"),
+    ({"AWSAccessKeyId": "AKIAUNKNOWN000000000"}, "AuthFailure"),
 ])
-def test_sigv2_refusals(changes: dict[str, Any]) -> None:
+def test_sigv2_refusals(changes: dict[str, Any], code: str) -> None:
     request, params = v2(**changes)
-    fails(request, params)
+    fails(request, params, code)
 
 
 def test_nothing_to_check_is_a_failure() -> None:

@@ -168,7 +168,7 @@ def run_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
         return reservation(rows[0].reservation_id, rows, related, ctx.owner_id)
     if request.tags:  # stored by launch() in the same transaction as the instances
         related.tags = {i: request.tags for i in instance_ids}
-    ctx.provisioner.provision(instance_ids)
+    ctx.provisioner.provision(instance_ids, ctx.request_id)
     return reservation(launched[0].reservation_id, launched, related, ctx.owner_id)
 
 

@@ -5,8 +5,9 @@ under its lock). A host that does not answer is marked ``unreachable`` (``unreac
 one that answers again is marked ``up``. Once a host has been unreachable for ``grace_s``
 seconds it fails over:
 
-1. fencing: ``hosts.fence_command`` (``{name}`` and ``{uri}`` are replaced, shell-quoted) must
-   exit 0 within ``hosts.fence_timeout_s``; the host is then ``fenced`` (no scheduling, no further
+1. fencing: ``hosts.fence_command`` (split like a shell would, once; ``{name}`` and ``{uri}``
+   replaced inside each argument, other braces kept; run without a shell) must exit 0 within
+   ``hosts.fence_timeout_s``; the host is then ``fenced`` (no scheduling, no further
    checks) until ``ivfarm host enable``. Without a fence command, or if it fails, nothing is
    restarted or recreated: two copies of a VM must never run.
 2. service instances on shared storage (``storage.service.backend: gluster``) are defined on another
@@ -41,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import select
 
 from drivers.storage.base import disk_names
-from ivfarm.errors import HypervisorError, IvfarmError, TransitionLost
+from ivfarm.errors import HypervisorError, InvalidInput, IvfarmError, TransitionLost
 from ivfarm.services.compute import provisioning
 from ivfarm.services.compute.instances import set_state
 from ivfarm.services.compute.placement import place_on, reserve
@@ -133,20 +134,39 @@ def _set_status(cloud: CloudContext, name: str, status: str, since: dt.datetime 
             host.status, host.unreachable_since = status, since
 
 
+def fence_argv(command: str, name: str, uri: str) -> list[str]:
+    """The fence command's arguments with ``{name}`` and ``{uri}`` replaced; nothing else changes."""
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise InvalidInput(f"hosts.fence_command cannot be split: {exc}") from exc
+    if not words:
+        raise InvalidInput("hosts.fence_command is empty")
+    return [word.replace("{name}", name).replace("{uri}", uri) for word in words]
+
+
 def _fence(cloud: CloudContext, check: HostCheck, uri: str) -> bool:
     command = cloud.config.get("hosts.fence_command")
     if not command:
         check.fence = {"command": None, "exit_code": None, "output": "hosts.fence_command is not set"}
         return False
-    line = str(command).format(name=shlex.quote(check.host), uri=shlex.quote(uri))
     try:
-        done = subprocess.run(line, shell=True, capture_output=True, text=True, check=False,
+        argv = fence_argv(str(command), check.host, uri)
+    except InvalidInput as exc:
+        check.fence = {"command": str(command), "exit_code": None, "output": str(exc)}
+        return False
+    line = shlex.join(argv)
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False,
                               timeout=float(cloud.config.get("hosts.fence_timeout_s")))
-        check.fence = {"command": line, "exit_code": done.returncode, "output": (done.stdout + done.stderr)[-2000:]}
-        return done.returncode == 0
     except subprocess.TimeoutExpired:
         check.fence = {"command": line, "exit_code": None, "output": "timed out"}
         return False
+    except OSError as exc:
+        check.fence = {"command": line, "exit_code": None, "output": f"cannot run: {exc}"}
+        return False
+    check.fence = {"command": line, "exit_code": done.returncode, "output": (done.stdout + done.stderr)[-2000:]}
+    return done.returncode == 0
 
 
 def _fail_over(cloud: CloudContext, check: HostCheck, uri: str, since: dt.datetime, dry_run: bool) -> None:

@@ -1,7 +1,8 @@
 """The slow part of an instance's life on its host: build disks, seed and domain; tear them down.
 
 Each step registers its undo, so a failure removes what was made, marks the instance
-terminated with the reason, and so releases its quota (usage is counted from states).
+terminated, and so releases its quota (usage is counted from states). The farm sees only
+``LAUNCH_FAILED`` as the reason; the exception raised (and logged by the caller) has the detail.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from ivfarm.store.states import InstanceState as S
 from ivfarm.store.transitions import compare_and_set
 
 log = logging.getLogger(__name__)
+LAUNCH_FAILED = "Server.InternalError: Internal error on launch"  # AWS's words; no host detail for tenants
 
 
 @dataclass
@@ -180,7 +182,7 @@ def provision(cloud: CloudContext, instance_id: str) -> None:
     except Exception as exc:
         _rollback(plan)
         try:
-            set_state(cloud, instance_id, S.TERMINATED, f"Server.InternalError: {exc}"[:250], expect=(S.PENDING,))
+            set_state(cloud, instance_id, S.TERMINATED, LAUNCH_FAILED, expect=(S.PENDING,))
         except TransitionLost as lost:  # terminated meanwhile: that is why the build failed, and it stays
             log.info("provisioning of %s gave way: %s", instance_id, lost)
             return

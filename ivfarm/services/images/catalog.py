@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -22,8 +23,17 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-_()/ ]{0,127}$")
 _CHUNK = 4 * 1024 * 1024
 
 
+def _external_file(info: dict[str, Any]) -> str | None:
+    """The host file a qcow2 image would make QEMU open besides itself: a backing or data file."""
+    backing = info.get("backing-filename")
+    if backing:
+        return f"a backing file ({backing})"
+    data_file = (info.get("format-specific") or {}).get("data", {}).get("data-file")
+    return f"an external data file ({data_file})" if data_file else None
+
+
 def inspect_disk(path: Path) -> tuple[str, int, str | None]:
-    """(format, virtual size, backing file) of a disk image, from ``qemu-img info``."""
+    """(format, virtual size, external file it refers to, if any) of a disk image, from ``qemu-img info``."""
     try:
         out = subprocess.run(
             ["qemu-img", "info", "--output", "json", "-U", str(path)],
@@ -32,7 +42,7 @@ def inspect_disk(path: Path) -> tuple[str, int, str | None]:
     except subprocess.CalledProcessError as exc:
         raise InvalidInput(f"{path}: not a disk image qemu-img can read: {exc.stderr.strip()}") from exc
     info = json.loads(out)
-    return info["format"], int(info["virtual-size"]), info.get("backing-filename")
+    return info["format"], int(info["virtual-size"]), _external_file(info)
 
 
 def copy_with_checksum(source: Path, target: Path) -> str:
@@ -93,9 +103,9 @@ def add_image(
     if kind != "machine" and (kernel or ramdisk or disk_format == "qcow2"):
         raise InvalidInput("kernel and ramdisk images are plain files: no --format qcow2, --kernel or --ramdisk")
     if kind == "machine":
-        detected, virtual_size, backing = inspect_disk(file)
-        if backing:
-            raise InvalidInput(f"{file}: images with a backing file are refused (it would point at host files)")
+        detected, virtual_size, external = inspect_disk(file)
+        if external:
+            raise InvalidInput(f"{file}: images with {external} are refused (it would point at host files)")
         if detected not in FORMATS:
             raise InvalidInput(f"{file}: format {detected} is not supported (use raw or qcow2)")
         if disk_format and disk_format != detected:
