@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from ivfarm.cloud import Cloud
 from ivfarm.config import build_config
 from ivfarm.services.compute.flavors import sync_catalog
 from tests.support.fake_hypervisors import fake_hypervisor
+from tests.support.postgres import scratch_schema
 
 
 def make_cloud(state_dir: Path, **overrides: Any) -> Cloud:
@@ -40,24 +40,19 @@ def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_cloud(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cloud]:
-    """A fresh cloud on SQLite and, in a second run, on the PostgreSQL server of the test setup."""
-    overrides: dict[str, Any] = {}
-    if request.param == "postgres":
-        url = os.environ.get("IVFARM_TEST_POSTGRES_URL")
-        if not url:
-            pytest.skip("IVFARM_TEST_POSTGRES_URL is not set")  # turned into a failure under IVFARM_REQUIRE_ALL
-        from ivfarm.store import Store
-        from ivfarm.store.models import Base
-
-        scratch = Store(url)
-        Base.metadata.drop_all(scratch.engine)
-        with scratch.engine.begin() as conn:
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-        scratch.dispose()
-        overrides["database"] = url
-    built = make_cloud(tmp_path / "state", **overrides)
-    yield built
-    built.store.dispose()
+    """A fresh cloud on SQLite and, in a second run, on a private schema of the test PostgreSQL server."""
+    if request.param == "sqlite":
+        built = make_cloud(tmp_path / "state")
+        yield built
+        built.store.dispose()
+        return
+    base = os.environ.get("IVFARM_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("IVFARM_TEST_POSTGRES_URL is not set")  # turned into a failure under IVFARM_REQUIRE_ALL
+    with scratch_schema(base, "ivfarm_cloud") as url:
+        built = make_cloud(tmp_path / "state", database=url)
+        yield built
+        built.store.dispose()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ schema of its own, dropped afterwards).
 from __future__ import annotations
 
 import os
-import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +13,12 @@ from typing import Any
 
 import boto3
 import pytest
-import sqlalchemy as sa
 from botocore.exceptions import ClientError
 
 from ivfarm.services.tenancy import quotas
 from tests.e2e.ec2_support import NO_RETRIES
 from tests.support.localsite import LocalSite
+from tests.support.postgres import scratch_schema
 
 REQUESTS = 50
 QUOTA = 10
@@ -31,17 +30,8 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    base = os.environ["IVFARM_TEST_POSTGRES_URL"]
-    schema = f"ivfarm_ec2_{secrets.token_hex(4)}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with scratch_schema(os.environ["IVFARM_TEST_POSTGRES_URL"], "ivfarm_ec2") as url:
+        yield url
 
 
 def test_fifty_concurrent_runs_respect_an_instance_quota_of_ten(tmp_path: Path, database_url: str | None) -> None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import secrets
 import shutil
 import textwrap
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -21,6 +20,7 @@ from ivfarm.errors import SchemaMismatch, StoreNotInitialised
 from ivfarm.services.compute import hosts
 from ivfarm.store import Store, migrations
 from ivfarm.store.models import Base, Instance, Tag, UsageRecord
+from tests.support.postgres import scratch_schema
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TABLE_ROWS = {"farms": 2, "hosts": 2, "flavors": 2, "images": 2, "instances": 3, "addresses": 3, "keypairs": 2,
@@ -33,17 +33,8 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/store.db"
         return
-    base = os.environ["IVFARM_TEST_POSTGRES_URL"]
-    schema = f"ivfarm_mig_{secrets.token_hex(4)}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with scratch_schema(os.environ["IVFARM_TEST_POSTGRES_URL"], "ivfarm_mig") as url:
+        yield url
 
 
 @pytest.fixture
