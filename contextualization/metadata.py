@@ -89,12 +89,14 @@ def ec2_metadata_tree(
     reservation_id: str,
     availability_zone: str,
     mac: str,
+    security_groups: tuple[str, ...] = (),
 ) -> dict:
     """Return the ``/latest/meta-data/`` tree of EC2's instance metadata service, as JSON data.
 
     Absent values leave their entries out, as EC2 does: ``public-ipv4`` exists only when the
     instance has a public address (here: the farm's elastic IP bound to it), ``public-keys``
-    only with a key pair. Key ``i`` of ``public_keys`` is the entry ``"<i>=<name>":
+    only with a key pair; ``security-groups`` lists the names of the instance's groups, one a line.
+    Key ``i`` of ``public_keys`` is the entry ``"<i>=<name>":
     {"openssh-key": key}``, which IMDS lists as ``i=name`` and serves at ``public-keys/i/``.
     """
     tree: dict = {
@@ -115,4 +117,6 @@ def ec2_metadata_tree(
             f"{index}={name}": {"openssh-key": key} for index, (name, key) in enumerate(keys.items())
         }
     tree["reservation-id"] = reservation_id
+    if security_groups:
+        tree["security-groups"] = "\n".join(security_groups)
     return tree

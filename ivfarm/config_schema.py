@@ -263,6 +263,14 @@ class Limits(Section):
     replay_grace_s: Number = 2.0
 
 
+class SecurityGroupLimits(Section):
+    """Per farm: security groups, rules per group and direction, groups per instance."""
+
+    per_farm: PositiveCount = 2500
+    rules_per_group: PositiveCount = 60
+    per_instance: PositiveCount = 5
+
+
 class Ec2(Section):
     listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:8773"
     region: Name = "ivfarm-1"
@@ -270,6 +278,7 @@ class Ec2(Section):
     provision_workers: PositiveCount = 4
     terminated_visible_s: Number = 3600
     limits: Limits = Field(default_factory=Limits)
+    security_groups: SecurityGroupLimits = Field(default_factory=SecurityGroupLimits)
 
 
 class Settings(Section):

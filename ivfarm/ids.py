@@ -15,6 +15,8 @@ PREFIXES = {
     "reservation": "r",
     "keypair": "key",
     "request": "req",
+    "security_group": "sg",
+    "security_group_rule": "sgr",
 }
 
 _ID_RE = re.compile(r"^(?P<prefix>[a-z]+)-(?P<hex>[0-9a-f]{8}|[0-9a-f]{17})$")

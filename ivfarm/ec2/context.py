@@ -15,6 +15,11 @@ def account_id(farm_id: int) -> str:
     return f"{farm_id:012d}"
 
 
+def vpc_id(farm_id: int) -> str:
+    """The id of the one VPC a farm is."""
+    return f"vpc-{farm_id:017x}"
+
+
 @dataclass
 class RequestContext:
     """One authenticated request."""
@@ -34,6 +39,10 @@ class RequestContext:
     @property
     def owner_id(self) -> str:
         return account_id(self.principal.farm_id)
+
+    @property
+    def vpc_id(self) -> str:
+        return vpc_id(self.principal.farm_id)
 
     @property
     def region(self) -> str:

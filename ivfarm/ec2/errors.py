@@ -77,6 +77,9 @@ _KINDS = {
     "allocation": ("InvalidAllocationID.NotFound", "InvalidAllocationID.Malformed", "The allocation ID"),
     "association": ("InvalidAssociationID.NotFound", "InvalidAssociationID.Malformed", "The association ID"),
     "address": ("InvalidAddress.NotFound", "InvalidAddress.Malformed", "The address"),
+    "security_group": ("InvalidGroup.NotFound", "InvalidGroupId.Malformed", "The security group"),
+    "security_group_rule": ("InvalidSecurityGroupRuleId.NotFound", "InvalidSecurityGroupRuleId.Malformed",
+                            "The security group rule"),
 }
 
 

@@ -195,6 +195,47 @@ class PortForward(Base):
     private_port: Mapped[int] = mapped_column(Integer)
 
 
+class SecurityGroup(Base):
+    """A farm's security group; ``default`` is made with the farm."""
+
+    __tablename__ = "security_groups"
+    __table_args__ = (UniqueConstraint("farm_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # sg-
+    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SecurityGroupRule(Base):
+    """One rule: traffic of ``protocol`` on ports ``from_port..to_port`` (ICMP: type, code; -1: any)
+    from or to ``cidr`` or the members of ``source_group_id``."""
+
+    __tablename__ = "security_group_rules"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # sgr-
+    group_id: Mapped[str] = mapped_column(ForeignKey("security_groups.id"), index=True)
+    egress: Mapped[bool] = mapped_column(Boolean)
+    protocol: Mapped[str] = mapped_column(String(8))  # tcp | udp | icmp | -1
+    from_port: Mapped[int] = mapped_column(Integer)
+    to_port: Mapped[int] = mapped_column(Integer)
+    cidr: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    source_group_id: Mapped[str | None] = mapped_column(ForeignKey("security_groups.id"), nullable=True,
+                                                        index=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+
+
+class InstanceGroup(Base):
+    """An instance's membership of a security group."""
+
+    __tablename__ = "instance_security_groups"
+
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey("security_groups.id"), primary_key=True, index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Tag(Base):
     __tablename__ = "tags"
 

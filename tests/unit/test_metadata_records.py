@@ -42,7 +42,7 @@ def test_one_record_per_vm_of_the_farm(cloud: Cloud, fake_host: Callable[..., st
         "local-hostname": "wn1", "local-ipv4": wn1.ip, "mac": wn1.mac,
         "placement": {"availability-zone": cloud.config.zone_for("worker")},
         "public-ipv4": elastic.public_ip, "public-keys": {"0=alice": {"openssh-key": pair.public_key}},
-        "reservation-id": wn1.reservation_id,
+        "reservation-id": wn1.reservation_id, "security-groups": "default",
     }
     assert base64.b64decode(records[wn1.ip]["user-data"]) == script
     second = records[wn2.ip]["meta-data"]

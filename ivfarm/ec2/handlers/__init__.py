@@ -6,7 +6,8 @@ from ivfarm.ec2.handlers import (
     keypairs,
     lifecycle,
     regions,
+    security_groups,
     tags,
 )
 
-__all__ = ["addresses", "images", "instances", "keypairs", "lifecycle", "regions", "tags"]
+__all__ = ["addresses", "images", "instances", "keypairs", "lifecycle", "regions", "security_groups", "tags"]

@@ -1,4 +1,4 @@
-"""RunInstances, DescribeInstances, DescribeInstanceStatus and DescribeInstanceAttribute."""
+"""RunInstances, DescribeInstances, DescribeInstanceStatus, Describe/ModifyInstanceAttribute."""
 from __future__ import annotations
 
 import base64
@@ -27,8 +27,9 @@ from ivfarm.ec2.queries import (
 from ivfarm.ec2.registry import action
 from ivfarm.ec2.views.common import STATE_CODES, ec2_state
 from ivfarm.ec2.views.instances import Related, reservation, reservations, status_item
-from ivfarm.errors import NotFound, PoolExhausted
+from ivfarm.errors import InvalidInput, NotFound, PoolExhausted
 from ivfarm.services.compute import instances
+from ivfarm.services.tenancy import security_groups
 from ivfarm.store.models import Instance, KeyPair
 
 MAX_BATCH = 1000
@@ -68,6 +69,10 @@ INSTANCE_FILTERS = {
     "tenancy": lambda c: ("default",),
     "kernel-id": lambda c: (c.related.boot.get(c.row.image_id, (None, None))[0],),
     "ramdisk-id": lambda c: (c.related.boot.get(c.row.image_id, (None, None))[1],),
+    "instance.group-id": lambda c: [g for g, _ in c.related.groups.get(c.row.id, ())],
+    "instance.group-name": lambda c: [n for _, n in c.related.groups.get(c.row.id, ())],
+    "group-id": lambda c: [g for g, _ in c.related.groups.get(c.row.id, ())],
+    "group-name": lambda c: [n for _, n in c.related.groups.get(c.row.id, ())],
 }
 STATUS_FILTERS = {
     "availability-zone": INSTANCE_FILTERS["availability-zone"],
@@ -107,6 +112,8 @@ def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
     placement.choice("Tenancy", ("default",))
     if placement.string("GroupName", max_length=255):
         raise Ec2Error("InvalidPlacementGroup.Unknown", "Placement groups are not supported here")
+    group_names = p.strings("SecurityGroup", max_length=255)
+    group_ids = check_ids("security_group", p.strings("SecurityGroupId", max_length=64))
     tags = tag_specifications(p, "instance")
     p.done()
     if min_count > max_count:
@@ -121,6 +128,7 @@ def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
         image=image_id, flavor=flavor, host_class=host_class, count=max_count, min_count=min_count,
         name=name if name and _HOSTNAME.fullmatch(name) else None, farm_id=ctx.farm_id, key_name=key_name,
         user_data=user_data, client_token=client_token, tags=tags, dry_run=ctx.dry_run,
+        group_ids=group_ids, group_names=group_names,
     )
 
 
@@ -146,6 +154,9 @@ def _launch(ctx: RequestContext, request: instances.LaunchRequest) -> list[Insta
         raise
     except PoolExhausted as exc:
         raise Ec2Error("InsufficientFreeAddressesInSubnet", "The farm's network has no free address left.") from exc
+    except security_groups.GroupLimit as exc:
+        raise Ec2Error("SecurityGroupsPerInstanceLimitExceeded",
+                       f"The maximum number of security groups per instance ({exc.limit}) has been reached.") from exc
     except IntegrityError:
         if not request.client_token:
             raise
@@ -166,6 +177,8 @@ def run_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
     if earlier:
         rows, related = _load(ctx, instance_ids)
         return reservation(rows[0].reservation_id, rows, related, ctx.owner_id)
+    with ctx.cloud.store.read() as session:
+        related.groups = security_groups.memberships(session, ctx.farm_id, instance_ids)
     if request.tags:  # stored by launch() in the same transaction as the instances
         related.tags = {i: request.tags for i in instance_ids}
     ctx.provisioner.provision(instance_ids, ctx.request_id)
@@ -179,7 +192,8 @@ def _load(ctx: RequestContext, instance_ids: list[str]) -> tuple[list[Any], Rela
         else:
             rows = visible_instances(session, ctx.farm_id, visible_seconds(ctx))
         related = Related(ctx.zone_for, tags_of(session, ctx.farm_id, "instance", instance_ids or None),
-                          public_ips(session, ctx.farm_id), boot_images(session, {r.image_id for r in rows}))
+                          public_ips(session, ctx.farm_id), boot_images(session, {r.image_id for r in rows}),
+                          security_groups.memberships(session, ctx.farm_id, instance_ids or None))
     return rows, related
 
 
@@ -229,7 +243,9 @@ def _attribute_value(name: str, row: Any, user_data: bytes | None, related: Rela
     }
     if name == "userData":
         return {"value": base64.b64encode(user_data).decode()} if user_data else {}
-    if name in ("blockDeviceMapping", "productCodes", "groupSet"):
+    if name == "groupSet":
+        return [{"groupId": g} for g, _ in related.groups.get(row.id, ())]
+    if name in ("blockDeviceMapping", "productCodes"):
         return []
     value = simple[name]
     return {"value": value} if value is not None else {}
@@ -252,3 +268,23 @@ def describe_instance_attribute(ctx: RequestContext, p: Params) -> dict[str, Any
         with ctx.cloud.store.read() as session:
             user_data = session.scalar(select(Instance.user_data).where(Instance.id == instance_id))
     return {"instanceId": instance_id, attribute: _attribute_value(attribute, rows[0], user_data, related)}
+
+
+@action("ModifyInstanceAttribute")
+def modify_instance_attribute(ctx: RequestContext, p: Params) -> dict[str, Any]:
+    """Change an instance's security groups (``GroupId.N``), the one attribute that can change here."""
+    instance_id = p.required("InstanceId", max_length=64)
+    group_ids = check_ids("security_group", id_list(p, "GroupId", required=True))
+    p.done()
+    if not ids.is_valid(instance_id, "instance"):
+        raise malformed("instance", instance_id)
+    _load(ctx, [instance_id])
+    ctx.proceed()
+    try:
+        security_groups.replace_groups(ctx.cloud, ctx.farm_id, instance_id, group_ids)
+    except security_groups.GroupLimit as exc:
+        raise Ec2Error("SecurityGroupsPerInstanceLimitExceeded",
+                       f"The maximum number of security groups per instance ({exc.limit}) has been reached.") from exc
+    except InvalidInput as exc:
+        raise Ec2Error("IncorrectInstanceState", str(exc)) from exc
+    return {"return": True}

@@ -18,6 +18,7 @@ class Related:
     tags: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     public_ips: Mapping[str, str] = field(default_factory=dict)
     boot: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    groups: Mapping[str, Sequence[tuple[str, str]]] = field(default_factory=dict)  # instance -> (id, name)
 
 
 def _state_reason(reason: str) -> dict[str, str] | None:
@@ -25,6 +26,10 @@ def _state_reason(reason: str) -> dict[str, str] | None:
         return None
     code, sep, _ = reason.partition(":")
     return {"code": code if sep and "." in code else "Client.UserInitiated", "message": reason}
+
+
+def _group_set(related: Related, instance_id: str) -> list[dict[str, str]]:
+    return [{"groupId": g, "groupName": n} for g, n in related.groups.get(instance_id, ())]
 
 
 def instance_item(row: Any, related: Related) -> dict[str, Any]:
@@ -49,7 +54,7 @@ def instance_item(row: Any, related: Related) -> dict[str, Any]:
         "monitoring": {"state": "disabled"},
         "privateIpAddress": row.ip if state != "terminated" else None,
         "ipAddress": related.public_ips.get(row.id),
-        "groupSet": [],
+        "groupSet": _group_set(related, row.id),
         "stateReason": _state_reason(row.state_reason) if state in ("stopped", "terminated", "stopping",
                                                                        "shutting-down") else None,
         "architecture": "x86_64",

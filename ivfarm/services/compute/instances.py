@@ -21,7 +21,7 @@ from ivfarm.services.network import addressing, farm_network
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
 from ivfarm.services.runtime.naming import DOMAIN_PREFIX
-from ivfarm.services.tenancy import quotas
+from ivfarm.services.tenancy import quotas, security_groups
 from ivfarm.services.tenancy.tags import add_tags
 from ivfarm.store.models import HOST_CLASSES, IN_FLIGHT, Flavor, Host, Image, Instance, utcnow
 from ivfarm.store.states import InstanceState as S
@@ -53,6 +53,8 @@ class LaunchRequest:
     restart_policy: str = "none"
     tags: dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
+    group_ids: list[str] = field(default_factory=list)  # security groups; none: the farm's default
+    group_names: list[str] = field(default_factory=list)
 
 
 def disk_gb_for(image: Image, flavor: Flavor) -> int:
@@ -126,9 +128,11 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
         disk_gb = disk_gb_for(image, flavor)
         farm = cloud.store.lock_farm(session, request.farm_id) if request.farm_id is not None else None
         count = request.count
+        groups: list[str] = []
         if farm is not None:
             if farm.status != "active":
                 raise InvalidState(f"farm {farm.name} is {farm.status}: no new instances")
+            groups = security_groups.resolve_groups(cloud, session, farm.id, request.group_ids, request.group_names)
             count = quotas.admissible_count(session, farm, flavor.vcpus, flavor.memory_mb, disk_gb,
                                             request.count, request.min_count or request.count)
         cloud.store.lock_scheduler(session)
@@ -159,6 +163,8 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
             session.add(instance)
             instances.append(instance)
         session.flush()
+        for instance in instances:
+            security_groups.join_groups(session, instance.id, groups)
         if request.tags and farm is not None:
             add_tags(session, farm.id, {i.id: "instance" for i in instances}, request.tags)
     journal.watch(cloud)  # their heartbeat, until each is built or given up

@@ -16,7 +16,7 @@ from ivfarm.services.farms.elastic_ips import next_public_ips
 from ivfarm.services.network.routers import router_key, router_lock, router_spec
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
-from ivfarm.services.tenancy import quotas
+from ivfarm.services.tenancy import quotas, security_groups
 from ivfarm.store.models import Address, Farm, Host, Image, Instance, KeyPair, PortForward, Tag, utcnow
 from vrouter.base import RouterBackend
 from vrouter.errors import RouterError
@@ -123,6 +123,7 @@ def create_farm(cloud: CloudContext, request: FarmRequest) -> Farm:
         )
         session.add(farm)
         session.flush()
+        security_groups.add_default_group(session, farm.id)
         session.add(Address(public_ip=router_public, farm_id=farm.id, role="router", allocated=True))
         session.add(Address(public_ip=elastic_public, farm_id=farm.id, role="elastic", allocated=True,
                             allocation_id=ids.new_id("allocation"), allocated_at=utcnow()))
@@ -172,6 +173,7 @@ def _delete_rows(cloud: CloudContext, farm_id: int) -> None:
         session.execute(delete(Tag).where(Tag.farm_id == farm_id))
         session.execute(delete(KeyPair).where(KeyPair.farm_id == farm_id))
         session.execute(delete(PortForward).where(PortForward.farm_id == farm_id))
+        security_groups.drop_farm_groups(session, farm_id)
         if instance_ids:
             session.execute(delete(Instance).where(Instance.id.in_(instance_ids)))
         for image in session.scalars(select(Image).where(Image.owner_farm_id == farm_id)):

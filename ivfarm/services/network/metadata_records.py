@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from contextualization.metadata import ec2_metadata_tree
 from ivfarm.services.runtime.context import CloudContext
-from ivfarm.store.models import LIVE_STATES, Farm, Instance, KeyPair
+from ivfarm.store.models import LIVE_STATES, Farm, Instance, InstanceGroup, KeyPair, SecurityGroup
 from vrouter.spec import RouterSpec
 
 
@@ -22,6 +22,11 @@ def metadata_records(cloud: CloudContext, session: Session, farm: Farm, spec: Ro
     """
     hostnames = {lease.ip: lease.hostname for lease in spec.leases}
     keys = {pair.name: pair.public_key for pair in session.scalars(select(KeyPair).where(KeyPair.farm_id == farm.id))}
+    groups: dict[str, list[str]] = {}
+    for instance_id, name in session.execute(
+            select(InstanceGroup.instance_id, SecurityGroup.name).join(SecurityGroup, SecurityGroup.id == InstanceGroup.group_id)
+            .where(SecurityGroup.farm_id == farm.id).order_by(InstanceGroup.position)):
+        groups.setdefault(instance_id, []).append(name)
     records: dict[str, dict] = {}
     for instance in session.scalars(select(Instance).where(
         Instance.farm_id == farm.id, Instance.state.in_(LIVE_STATES), Instance.ip.in_(list(hostnames))
@@ -39,6 +44,7 @@ def metadata_records(cloud: CloudContext, session: Session, farm: Farm, spec: Ro
             reservation_id=instance.reservation_id,
             availability_zone=cloud.config.zone_for(instance.host_class),
             mac=str(instance.mac),
+            security_groups=tuple(groups.get(instance.id, ())),
         )
         user_data = base64.b64encode(instance.user_data).decode("ascii") if instance.user_data else None
         records[ip] = {"meta-data": tree, "user-data": user_data}
