@@ -26,7 +26,8 @@ _REQUEST_ID = re.compile(rb"<requestId>[^<]*</requestId>")
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A farm with a running and a stopped instance, a key pair, tags and an associated elastic IP."""
+    """A farm with a running and a stopped instance, a key pair, tags, an associated elastic IP and a
+    security group with a rule."""
     # thousands of requests a minute from one farm: throttling (its own test) must not answer them here
     unthrottled = {"ec2": {"limits": {"rate_per_s": 100000, "burst": 100000}}}
     site = start_site(tmp_path_factory.mktemp("fuzz"), settings=unthrottled,
@@ -42,16 +43,24 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
     association = alpha.associate_address(AllocationId=address["AllocationId"], InstanceId=running)["AssociationId"]
     key_id = alpha.describe_key_pairs()["KeyPairs"][0]["KeyPairId"]
     alpha.create_tags(Resources=[running, key_id], Tags=[{"Key": "role", "Value": "fixed"}])
+    group = alpha.create_security_group(GroupName="fixed-group", Description="fixed")["GroupId"]
+    alpha.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    (default_group,) = alpha.describe_security_groups(GroupNames=["default"])["SecurityGroups"]
+    rule = alpha.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group]}])
     facts = {"running": running, "stopped": stopped, "key_id": key_id, "allocation": address["AllocationId"],
-             "public_ip": address["PublicIp"], "association": association, "ami": site.ami}
+             "public_ip": address["PublicIp"], "association": association, "ami": site.ami, "group": group,
+             "default_group": default_group["GroupId"],
+             "rule": rule["SecurityGroupRules"][0]["SecurityGroupRuleId"]}
     yield site, site.raw("alpha"), facts
     site.site.close()
 
 
 def snapshot(client: QueryClient) -> list[bytes]:
-    """What the farm's users can see of its instances, keys, addresses and tags."""
+    """What the farm's users can see of its instances, keys, addresses, tags and security groups."""
     answers = []
-    for action in ("DescribeInstances", "DescribeKeyPairs", "DescribeAddresses", "DescribeTags", "DescribeImages"):
+    for action in ("DescribeInstances", "DescribeKeyPairs", "DescribeAddresses", "DescribeTags", "DescribeImages",
+                   "DescribeSecurityGroups"):
         status, body = client.call({"Action": action})
         assert status == 200
         answers.append(_REQUEST_ID.sub(b"", body))
@@ -63,9 +72,11 @@ def junk() -> st.SearchStrategy[str]:
     return st.one_of(
         text, st.just(""), st.integers(-(2**70), 2**70).map(str), st.just("x" * 70000),
         st.sampled_from(["true", "false", "TRUE", "maybe", "ami-zz", "i-zz", "i-", "key-", "eipalloc-1",
-                         "ami-12345678", "i-0123456789abcdef0", "!!!", "a==", "m1.tiny", "ivfarm-1-worker"]),
+                         "ami-12345678", "i-0123456789abcdef0", "!!!", "a==", "m1.tiny", "ivfarm-1-worker",
+                         "tcp", "udp", "icmp", "-1", "0.0.0.0/0", "10.0.0.0/8", "default", "sg-zz"]),
         st.builds(lambda k: ids.new_id(k), st.sampled_from(["instance", "image", "keypair", "allocation",
-                                                            "association"])),
+                                                            "association", "security_group",
+                                                            "security_group_rule"])),
     )
 
 
@@ -74,6 +85,13 @@ def values(facts: dict[str, str], *names: str) -> st.SearchStrategy[str]:
     return st.one_of(st.sampled_from([facts[n] for n in names]), junk()) if names else junk()
 
 
+# the parameters of Authorize/RevokeSecurityGroupIngress/Egress, both forms
+RULES: dict[str, tuple[str, ...]] = {
+    "GroupId": ("group",), "GroupName": (), "IpProtocol": (), "FromPort": (), "ToPort": (), "CidrIp": (),
+    "SourceSecurityGroupName": (), "IpPermissions.1.IpProtocol": (), "IpPermissions.1.FromPort": (),
+    "IpPermissions.1.ToPort": (), "IpPermissions.1.IpRanges.1.CidrIp": (),
+    "IpPermissions.1.Groups.1.GroupId": ("default_group",),
+}
 # action -> {parameter: fact names its sensible values come from}, and always-invalid poisons
 SPEC: dict[str, tuple[dict[str, tuple[str, ...]], list[dict[str, str]]]] = {
     "DescribeRegions": ({"RegionName.1": (), "AllRegions": ()}, [{"RegionName.1": "mars-1"}]),
@@ -131,9 +149,26 @@ SPEC: dict[str, tuple[dict[str, tuple[str, ...]], list[dict[str, str]]]] = {
     "DeleteTags": ({"ResourceId.1": ("running", "key_id"), "Tag.1.Key": (), "Tag.1.Value": ()},
                    [{"ResourceId.2": "vol-0123456789abcdef0"}, {"ResourceId.2": "i-0123456789abcdef0"}]),
     "DescribeTags": ({"MaxResults": (), "NextToken": ()}, [{"MaxResults": "1"}, {"NextToken": "@@"}]),
+    "CreateSecurityGroup": ({"GroupName": (), "GroupDescription": (), "VpcId": ()},
+                            [{"GroupName": "sg-bad"}, {"GroupName": "fixed-group"}, {"VpcId": "vpc-zz"}]),
+    "DeleteSecurityGroup": ({"GroupId": ("group", "default_group"), "GroupName": ()},
+                            [{"GroupId": "sg-zz"}, {"GroupId": "sg-0123456789abcdef0"}]),
+    "DescribeSecurityGroups": ({"GroupId.1": ("group",), "GroupName.1": (), "MaxResults": (), "NextToken": ()},
+                               [{"GroupId.2": "sg-zz"}, {"GroupName.2": "absent-group"}, {"NextToken": "@@"}]),
+    "DescribeSecurityGroupRules": ({"SecurityGroupRuleId.1": ("rule",), "MaxResults": ()},
+                                   [{"SecurityGroupRuleId.2": "sgr-zz"}, {"MaxResults": "1"}]),
+    "AuthorizeSecurityGroupIngress": (RULES, [{"IpPermissions.1.IpProtocol": "gre"}, {"GroupId": "sg-zz"}]),
+    "AuthorizeSecurityGroupEgress": (RULES, [{"IpPermissions.1.IpProtocol": "gre"}, {"GroupId": "sg-zz"}]),
+    "RevokeSecurityGroupIngress": ({**RULES, "SecurityGroupRuleId.1": ("rule",)},
+                                   [{"SecurityGroupRuleId.2": "sgr-zz"}, {"GroupId": "sg-0123456789abcdef0"}]),
+    "RevokeSecurityGroupEgress": ({**RULES, "SecurityGroupRuleId.1": ("rule",)},
+                                  [{"IpProtocol": "gre"}, {"GroupId": "sg-zz"}]),
+    "ModifyInstanceAttribute": ({"InstanceId": ("running",), "GroupId.1": ("group", "default_group")},
+                                [{"GroupId.1": "sg-zz"}, {"GroupId.2": "sg-0123456789abcdef0"}]),
 }
 FILTERED = {"DescribeRegions", "DescribeAvailabilityZones", "DescribeImages", "DescribeInstanceTypes",
-            "DescribeInstances", "DescribeInstanceStatus", "DescribeKeyPairs", "DescribeAddresses", "DescribeTags"}
+            "DescribeInstances", "DescribeInstanceStatus", "DescribeKeyPairs", "DescribeAddresses", "DescribeTags",
+            "DescribeSecurityGroups"}
 
 
 @st.composite

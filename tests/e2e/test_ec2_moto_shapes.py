@@ -149,6 +149,7 @@ STEPS: list[Step] = [
     ("DescribeKeyPairs", lambda s: {"KeyName.1": "shape-key"}, lambda x: {}),
     ("RunInstances", lambda s: {"ImageId": s["ami"], "MinCount": "1", "MaxCount": "1", "InstanceType": "m1.small",
                                 "KeyName": "shape-key", "TagSpecification.1.ResourceType": "instance",
+                                "SecurityGroup.1": "default",
                                 "TagSpecification.1.Tag.1.Key": "Name",
                                 "TagSpecification.1.Tag.1.Value": "shape"},
      lambda x: {"instance": _id(x, "instanceId")}),
@@ -167,6 +168,18 @@ STEPS: list[Step] = [
     ("TerminateInstances", lambda s: {"InstanceId.1": s["instance"]}, lambda x: {}),
     ("ReleaseAddress", lambda s: {"AllocationId": s["allocation"]}, lambda x: {}),
     ("DeleteKeyPair", lambda s: {"KeyName": "shape-imported"}, lambda x: {}),
+    ("CreateSecurityGroup", lambda s: {"GroupName": "shape-web", "GroupDescription": "web"},
+     lambda x: {"group": _id(x, "groupId")}),
+    ("AuthorizeSecurityGroupIngress", lambda s: {
+        "GroupId": s["group"], "IpPermissions.1.IpProtocol": "tcp", "IpPermissions.1.FromPort": "80",
+        "IpPermissions.1.ToPort": "80", "IpPermissions.1.IpRanges.1.CidrIp": "0.0.0.0/0"}, lambda x: {}),
+    ("DescribeSecurityGroups", lambda s: {"GroupId.1": s["group"]}, lambda x: {}),
+    ("DescribeSecurityGroupRules", lambda s: {"Filter.1.Name": "group-id", "Filter.1.Value.1": s["group"]},
+     lambda x: {}),
+    ("RevokeSecurityGroupIngress", lambda s: {
+        "GroupId": s["group"], "IpPermissions.1.IpProtocol": "tcp", "IpPermissions.1.FromPort": "80",
+        "IpPermissions.1.ToPort": "80", "IpPermissions.1.IpRanges.1.CidrIp": "0.0.0.0/0"}, lambda x: {}),
+    ("DeleteSecurityGroup", lambda s: {"GroupId": s["group"]}, lambda x: {}),
 ]
 
 

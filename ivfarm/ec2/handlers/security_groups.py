@@ -18,6 +18,7 @@ from ivfarm.ec2.handlers.common import id_list, tag_specifications
 from ivfarm.ec2.params import Params
 from ivfarm.ec2.queries import check_ids, tags_of
 from ivfarm.ec2.registry import action
+from ivfarm.ec2.views.common import tag_set
 from ivfarm.ec2.views.security_groups import group_item, rule_item
 from ivfarm.errors import AlreadyExists, InUse, InvalidInput
 from ivfarm.services.tenancy import security_groups as sg
@@ -191,7 +192,7 @@ def create_security_group(ctx: RequestContext, p: Params) -> dict[str, Any]:
     ctx.proceed()
     with _translated():
         group = sg.create_group(ctx.cloud, ctx.farm_id, name, description, tags)
-    return {"return": True, "groupId": group.id, "tagSet": [{"key": k, "value": v} for k, v in sorted(tags.items())]}
+    return {"groupId": group.id, "tagSet": tag_set(tags)}
 
 
 @action("DeleteSecurityGroup")
