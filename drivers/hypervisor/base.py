@@ -83,5 +83,13 @@ class Hypervisor(abc.ABC):
         """The domain's current XML."""
 
     @abc.abstractmethod
+    def define_filter(self, uri: str, xml: str) -> None:
+        """Define (or redefine, applied live to the ports using it) an nwfilter."""
+
+    @abc.abstractmethod
+    def undefine_filter(self, uri: str, name: str) -> None:
+        """Remove an nwfilter no port uses any more; absent filters are fine."""
+
+    @abc.abstractmethod
     def migrate(self, uri: str, name: str, dest_uri: str, live: bool) -> None:
         """Move a domain to another host (peer to peer)."""

@@ -190,6 +190,31 @@ class LibvirtHypervisor(Hypervisor):
     def domain_xml(self, uri: str, name: str) -> str:
         return self._domain(uri, name).XMLDesc(0)
 
+    def define_filter(self, uri: str, xml: str) -> None:
+        conn = self.connection(uri)
+        tree = ET.fromstring(xml)
+        try:  # a redefinition must carry the filter's uuid
+            existing = conn.nwfilterLookupByName(tree.get("name", ""))
+        except libvirt.libvirtError:
+            existing = None
+        if existing is not None and tree.find("uuid") is None:
+            ET.SubElement(tree, "uuid").text = existing.UUIDString()
+            xml = ET.tostring(tree, encoding="unicode")
+        try:
+            conn.nwfilterDefineXML(xml)
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(f"cannot define nwfilter on {uri}: {exc.get_error_message()}") from exc
+
+    def undefine_filter(self, uri: str, name: str) -> None:
+        try:
+            found = self.connection(uri).nwfilterLookupByName(name)
+        except libvirt.libvirtError:
+            return
+        try:
+            found.undefine()
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(f"cannot remove nwfilter {name} on {uri}: {exc.get_error_message()}") from exc
+
     def migrate(self, uri: str, name: str, dest_uri: str, live: bool) -> None:
         dom = self._domain(uri, name)
         flags = (

@@ -49,6 +49,8 @@ def test_user_data_console_output_and_elastic_ip(real_cloud_factory) -> None:  #
             return result.stdout.strip()
 
         assert fetch() == ""  # not bound yet: nobody answers on the elastic IP
+        client.authorize_security_group_ingress(GroupName="default", IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
         association = client.associate_address(AllocationId=address["AllocationId"], InstanceId=instance_id)
         assert association["AssociationId"].startswith("eipassoc-")
         assert fetch() == instance_id

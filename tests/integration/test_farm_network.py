@@ -19,6 +19,8 @@ from ivfarm.services.compute import instances, provisioning
 from ivfarm.services.compute.instances import LaunchRequest
 from ivfarm.services.farms import elastic_ips, lifecycle
 from ivfarm.services.network import port_forwards
+from ivfarm.services.tenancy import security_groups
+from ivfarm.services.tenancy.security_groups import GroupRef, Permission
 from ivfarm.store.models import Address, Farm, Instance
 from tests.integration.conftest import wait_for_console
 from tests.integration.guest import guest_exec
@@ -73,6 +75,8 @@ def cloud_with_farms(real_cloud_factory) -> tuple[Cloud, Farm, Farm]:  # type: i
 def test_two_farms_isolation_antispoofing_elastic_ip_and_delete(cloud_with_farms, public_client) -> None:  # type: ignore[no-untyped-def]
     cloud, alpha, beta = cloud_with_farms
     client_ns, _ = public_client
+    # from outside, the farm's VMs answer on port 80 only (its default security group allows it)
+    security_groups.authorize(cloud, alpha.id, GroupRef(name="default"), False, [Permission("tcp", 80, 80, "0.0.0.0/0")])
     a1, a2, b1 = boot(cloud, alpha, "a1"), boot(cloud, alpha, "a2"), boot(cloud, beta, "b1")
     for vm in (a1, a2, b1):  # each gets its static lease from its own router
         assert f"IVFARM-GUEST: ip={vm.ip}" in wait_for_console(cloud, vm.id, "IVFARM-GUEST: ready")

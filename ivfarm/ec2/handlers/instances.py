@@ -29,6 +29,7 @@ from ivfarm.ec2.views.common import STATE_CODES, ec2_state
 from ivfarm.ec2.views.instances import Related, reservation, reservations, status_item
 from ivfarm.errors import InvalidInput, NotFound, PoolExhausted
 from ivfarm.services.compute import instances
+from ivfarm.services.network import firewall
 from ivfarm.services.tenancy import security_groups
 from ivfarm.store.models import Instance, KeyPair
 
@@ -287,4 +288,5 @@ def modify_instance_attribute(ctx: RequestContext, p: Params) -> dict[str, Any]:
                        f"The maximum number of security groups per instance ({exc.limit}) has been reached.") from exc
     except InvalidInput as exc:
         raise Ec2Error("IncorrectInstanceState", str(exc)) from exc
+    firewall.refresh_farm(ctx.cloud, ctx.farm_id)
     return {"return": True}

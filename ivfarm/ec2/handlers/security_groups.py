@@ -21,6 +21,7 @@ from ivfarm.ec2.registry import action
 from ivfarm.ec2.views.common import tag_set
 from ivfarm.ec2.views.security_groups import group_item, rule_item
 from ivfarm.errors import AlreadyExists, InUse, InvalidInput
+from ivfarm.services.network import firewall
 from ivfarm.services.tenancy import security_groups as sg
 from ivfarm.services.tenancy.security_groups import GroupRef, Permission
 
@@ -268,10 +269,13 @@ def _change(ctx: RequestContext, p: Params, egress: bool, grant: bool) -> dict[s
     p.done()
     ctx.proceed()
     with _translated():
-        if not grant:
+        if grant:
+            rules = sg.authorize(ctx.cloud, ctx.farm_id, ref, egress, permissions)
+        else:
             sg.revoke(ctx.cloud, ctx.farm_id, ref, egress, permissions, rule_ids)
-            return {"return": True}
-        rules = sg.authorize(ctx.cloud, ctx.farm_id, ref, egress, permissions)
+    firewall.refresh_farm(ctx.cloud, ctx.farm_id)  # applied live on the VMs' ports
+    if not grant:
+        return {"return": True}
     return {"return": True, "securityGroupRuleSet": [rule_item(r, ctx.owner_id) for r in rules]}
 
 

@@ -23,6 +23,7 @@ from ivfarm.errors import HypervisorError, InvalidState, IvfarmError, Transition
 from ivfarm.services.compute import hosts, provisioning
 from ivfarm.services.compute.instances import domain_name, set_state
 from ivfarm.services.compute.placement import Move, place_on, reserve
+from ivfarm.services.network import firewall
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
 from ivfarm.store.models import LIVE_STATES, Instance
@@ -94,7 +95,8 @@ def _clean_source(cloud: CloudContext, move: Move) -> None:
     """Remove what the instance left on its former host (best effort: the move itself succeeded)."""
     for step in (lambda: cloud.hypervisor.undefine(move.source_uri, domain_name(move.instance_id)),
                  lambda: cloud.seeds.delete(move.source_uri, f"{move.instance_id}.iso"),
-                 lambda: cloud.consoles.delete(move.source_uri, f"{move.instance_id}.log")):
+                 lambda: cloud.consoles.delete(move.source_uri, f"{move.instance_id}.log"),
+                 lambda: firewall.remove(cloud, move.source_uri, move.instance_id)):
         try:
             step()
         except IvfarmError:

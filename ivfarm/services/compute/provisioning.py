@@ -18,7 +18,7 @@ from drivers.hypervisor.domain_xml import DomainSpec, Nic, render_domain
 from drivers.storage.base import BaseImage, Disk, disk_names
 from ivfarm.errors import InvalidState, IvfarmError, TransitionLost
 from ivfarm.services.compute.instances import GIB, domain_name, get_instance, set_state
-from ivfarm.services.network import farm_network
+from ivfarm.services.network import farm_network, firewall
 from ivfarm.services.network.routers import sync_router
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
@@ -121,6 +121,7 @@ def _host_side(cloud: CloudContext, plan: _Plan) -> tuple[str, list[Nic]]:
     nics: list[Nic] = []
     if plan.nic is not None:
         nics.append(farm_network.attach(cloud, plan.uri, plan.nic))
+        plan.undo.append(lambda: firewall.remove(cloud, plan.uri, plan.instance_id))
     if plan.public_nic:
         nics.append(farm_network.public_nic(cloud, plan.instance_id, plan.host_class))
     return seed_path, nics
@@ -228,6 +229,7 @@ def teardown(cloud: CloudContext, instance_id: str,
         farms = set(session.scalars(select(Address.farm_id).where(Address.instance_id == instance_id)))
     if uri is not None:
         cloud.hypervisor.undefine(uri, domain_name(instance_id))
+        firewall.remove(cloud, uri, instance_id)
         storage = cloud.storage(host_class)
         for name in disk_names(instance_id):
             storage.delete(uri, name)
@@ -241,6 +243,7 @@ def teardown(cloud: CloudContext, instance_id: str,
         log.info("teardown of %s: another process finished it first", instance_id)
     if nic is not None:
         farms.add(nic.farm_id)
+        firewall.refresh_farm(cloud, nic.farm_id)  # its address leaves the groups it was in
     for farm_id in sorted(farms):
         sync_router(cloud, farm_id)
 

@@ -8,18 +8,18 @@ from sqlalchemy.orm import Session
 
 from drivers.hypervisor.domain_xml import Nic
 from ivfarm.errors import InvalidInput
+from ivfarm.services.network import firewall
 from ivfarm.services.network.addressing import router_ip
 from ivfarm.services.network.routers import sync_router
 from ivfarm.services.runtime.context import CloudContext
 from ivfarm.store.models import Instance
-
-ANTI_SPOOFING_FILTER = "clean-traffic"
 
 
 @dataclass(frozen=True)
 class InstanceNic:
     """The private NIC of a farm instance."""
 
+    instance_id: str
     farm_id: int
     vlan: int
     ip: str
@@ -33,17 +33,22 @@ def instance_nic(session: Session, instance: Instance) -> InstanceNic | None:
     if instance.farm is None or instance.ip is None or instance.mac is None:
         return None
     network = ipaddress.IPv4Network(instance.farm.cidr)
-    return InstanceNic(instance.farm.id, instance.farm.vlan, instance.ip, instance.mac, network.prefixlen,
+    return InstanceNic(instance.id, instance.farm.id, instance.farm.vlan, instance.ip, instance.mac, network.prefixlen,
                        router_ip(instance.farm.cidr))
 
 
 def attach(cloud: CloudContext, uri: str, nic: InstanceNic) -> Nic:
-    """Ensure the farm segment on the host and the lease on the router; the NIC to put in the domain."""
+    """Ensure the farm segment on the host, the lease on the router and the port's filter (security
+    groups and anti-spoofing, the farm's other filters updated for the new member); the NIC to put in
+    the domain."""
     bridge = cloud.segments.ensure(uri, nic.vlan)
     sync_router(cloud, nic.farm_id)
     if not cloud.hypervisor.features(uri).nwfilter:
         return Nic(bridge=bridge, mac=nic.mac)
-    return Nic(bridge=bridge, mac=nic.mac, filter=ANTI_SPOOFING_FILTER, filter_params={"IP": nic.ip})
+    firewall.define(cloud, nic.farm_id, nic.instance_id)
+    firewall.refresh_farm(cloud, nic.farm_id)
+    return Nic(bridge=bridge, mac=nic.mac, filter=firewall.filter_name(cloud, nic.instance_id),
+               filter_params={"IP": nic.ip})
 
 
 def detach(cloud: CloudContext, nic: InstanceNic) -> None:
