@@ -20,6 +20,11 @@ def vpc_id(farm_id: int) -> str:
     return f"vpc-{farm_id:017x}"
 
 
+def subnet_id(farm_id: int) -> str:
+    """The id of the farm's one subnet."""
+    return f"subnet-{farm_id:017x}"
+
+
 @dataclass
 class RequestContext:
     """One authenticated request."""
@@ -43,6 +48,10 @@ class RequestContext:
     @property
     def vpc_id(self) -> str:
         return vpc_id(self.principal.farm_id)
+
+    @property
+    def subnet_id(self) -> str:
+        return subnet_id(self.principal.farm_id)
 
     @property
     def region(self) -> str:

@@ -20,7 +20,7 @@ INSTANCE_COLUMNS = (
     Instance.id, Instance.name, Instance.image_id, Instance.flavor_name, Instance.host_class, Instance.state,
     Instance.state_reason, Instance.ip, Instance.mac, Instance.key_name, Instance.client_token,
     Instance.reservation_id, Instance.launch_index, Instance.created_at, Instance.launched_at,
-    Instance.terminated_at, Instance.vcpus, Instance.memory_mb, Instance.disk_gb,
+    Instance.terminated_at, Instance.vcpus, Instance.memory_mb, Instance.disk_gb, Instance.shutdown_behavior,
 )
 
 

@@ -143,6 +143,8 @@ class Instance(Base):
     reservation_id: Mapped[str] = mapped_column(String(32), default="")
     launch_index: Mapped[int] = mapped_column(Integer, default=0)
     restart_policy: Mapped[str] = mapped_column(String(16), default="none")  # none | always
+    # what a poweroff from inside the guest does: stop | terminate (InstanceInitiatedShutdownBehavior)
+    shutdown_behavior: Mapped[str] = mapped_column(String(16), default="stop", server_default="stop")
     # the process doing its work in flight ("node:pid"), renewing heartbeat_at while it works;
     # reconcile leaves the instance alone while that heartbeat is fresh
     owner: Mapped[str | None] = mapped_column(String(128), nullable=True)

@@ -8,6 +8,7 @@ from ivfarm.ec2.handlers import (
     regions,
     security_groups,
     tags,
+    vpc,
 )
 
-__all__ = ["addresses", "images", "instances", "keypairs", "lifecycle", "regions", "security_groups", "tags"]
+__all__ = ["addresses", "images", "instances", "keypairs", "lifecycle", "regions", "security_groups", "tags", "vpc"]

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from ivfarm import ids
 from ivfarm.ec2 import pagination
 from ivfarm.ec2.context import RequestContext
-from ivfarm.ec2.errors import Ec2Error, echo, invalid_value, malformed
+from ivfarm.ec2.errors import Ec2Error, combination, echo, invalid_value, malformed
 from ivfarm.ec2.filters import parse_filters
 from ivfarm.ec2.handlers.common import id_list, tag_specifications, visible_seconds
 from ivfarm.ec2.params import Params
@@ -74,6 +74,12 @@ INSTANCE_FILTERS = {
     "instance.group-name": lambda c: [n for _, n in c.related.groups.get(c.row.id, ())],
     "group-id": lambda c: [g for g, _ in c.related.groups.get(c.row.id, ())],
     "group-name": lambda c: [n for _, n in c.related.groups.get(c.row.id, ())],
+    "vpc-id": lambda c: (c.related.vpc_id,),
+    "subnet-id": lambda c: (c.related.subnet_id,),
+    "owner-id": lambda c: (c.related.owner_id,),
+    "network-interface.vpc-id": lambda c: (c.related.vpc_id,),
+    "network-interface.subnet-id": lambda c: (c.related.subnet_id,),
+    "instance-initiated-shutdown-behavior": lambda c: (c.row.shutdown_behavior,),
 }
 STATUS_FILTERS = {
     "availability-zone": INSTANCE_FILTERS["availability-zone"],
@@ -115,8 +121,15 @@ def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
         raise Ec2Error("InvalidPlacementGroup.Unknown", "Placement groups are not supported here")
     group_names = p.strings("SecurityGroup", max_length=255)
     group_ids = check_ids("security_group", p.strings("SecurityGroupId", max_length=64))
+    subnet = p.string("SubnetId", max_length=64)
+    private_ip = p.string("PrivateIpAddress", max_length=64)
+    behavior = p.choice("InstanceInitiatedShutdownBehavior", ("stop", "terminate"), default="stop")
     tags = tag_specifications(p, "instance")
     p.done()
+    if subnet is not None and subnet != ctx.subnet_id:
+        raise Ec2Error("InvalidSubnetID.NotFound", f"The subnet ID '{echo(subnet)}' does not exist")
+    if private_ip is not None and max_count != 1:
+        raise combination("PrivateIpAddress can be given only when launching one instance")
     if min_count > max_count:
         raise invalid_value("MinCount", min_count, "MinCount must not be above MaxCount")
     if not ids.is_valid(image_id, "image"):
@@ -129,7 +142,7 @@ def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
         image=image_id, flavor=flavor, host_class=host_class, count=max_count, min_count=min_count,
         name=name if name and _HOSTNAME.fullmatch(name) else None, farm_id=ctx.farm_id, key_name=key_name,
         user_data=user_data, client_token=client_token, tags=tags, dry_run=ctx.dry_run,
-        group_ids=group_ids, group_names=group_names,
+        group_ids=group_ids, group_names=group_names, private_ip=private_ip, shutdown_behavior=behavior or "stop",
     )
 
 
@@ -143,7 +156,7 @@ def _check_references(ctx: RequestContext, request: instances.LaunchRequest) -> 
             Instance.farm_id == ctx.farm_id, Instance.client_token == request.client_token
         ).order_by(Instance.launch_index))) if request.client_token else []
         boot = boot_images(session, {request.image})
-    return earlier, Related(ctx.zone_for, {}, {}, boot)
+    return earlier, Related(ctx.zone_for, {}, {}, boot, vpc_id=ctx.vpc_id, subnet_id=ctx.subnet_id, owner_id=ctx.owner_id)
 
 
 def _launch(ctx: RequestContext, request: instances.LaunchRequest) -> list[Instance]:
@@ -194,7 +207,8 @@ def _load(ctx: RequestContext, instance_ids: list[str]) -> tuple[list[Any], Rela
             rows = visible_instances(session, ctx.farm_id, visible_seconds(ctx))
         related = Related(ctx.zone_for, tags_of(session, ctx.farm_id, "instance", instance_ids or None),
                           public_ips(session, ctx.farm_id), boot_images(session, {r.image_id for r in rows}),
-                          security_groups.memberships(session, ctx.farm_id, instance_ids or None))
+                          security_groups.memberships(session, ctx.farm_id, instance_ids or None),
+                          vpc_id=ctx.vpc_id, subnet_id=ctx.subnet_id, owner_id=ctx.owner_id)
     return rows, related
 
 
@@ -238,7 +252,8 @@ def _attribute_value(name: str, row: Any, user_data: bytes | None, related: Rela
     kernel, ramdisk = related.boot.get(row.image_id, (None, None))
     simple: dict[str, Any] = {
         "instanceType": row.flavor_name, "kernel": kernel, "ramdisk": ramdisk,
-        "disableApiTermination": False, "disableApiStop": False, "instanceInitiatedShutdownBehavior": "stop",
+        "disableApiTermination": False, "disableApiStop": False,
+        "instanceInitiatedShutdownBehavior": row.shutdown_behavior,
         "rootDeviceName": "/dev/vda", "sourceDestCheck": True, "ebsOptimized": False,
         "sriovNetSupport": None, "enaSupport": False,
     }

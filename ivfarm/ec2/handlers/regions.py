@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ivfarm.ec2.context import RequestContext
+from ivfarm.ec2.context import RequestContext, vpc_id
 from ivfarm.ec2.errors import Ec2Error, echo
 from ivfarm.ec2.filters import parse_filters
 from ivfarm.ec2.handlers.common import farm_row
@@ -73,7 +73,7 @@ def describe_availability_zones(ctx: RequestContext, p: Params) -> dict[str, Any
 def _attributes(farm: Farm) -> dict[str, list[str]]:
     return {
         "supported-platforms": ["VPC"],
-        "default-vpc": ["none"],
+        "default-vpc": [vpc_id(farm.id)],
         "max-instances": [str(farm.quota_instances)],
         "max-elastic-ips": [str(farm.quota_addresses)],
         "vpc-max-elastic-ips": [str(farm.quota_addresses)],

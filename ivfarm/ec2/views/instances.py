@@ -19,6 +19,9 @@ class Related:
     public_ips: Mapping[str, str] = field(default_factory=dict)
     boot: Mapping[str, tuple[str | None, str | None]] = field(default_factory=dict)
     groups: Mapping[str, Sequence[tuple[str, str]]] = field(default_factory=dict)  # instance -> (id, name)
+    vpc_id: str | None = None  # the farm's VPC and subnet
+    subnet_id: str | None = None
+    owner_id: str | None = None
 
 
 def _state_reason(reason: str) -> dict[str, str] | None:
@@ -52,6 +55,8 @@ def instance_item(row: Any, related: Related) -> dict[str, Any]:
         "kernelId": kernel,
         "ramdiskId": ramdisk,
         "monitoring": {"state": "disabled"},
+        "subnetId": related.subnet_id if state != "terminated" else None,
+        "vpcId": related.vpc_id if state != "terminated" else None,
         "privateIpAddress": row.ip if state != "terminated" else None,
         "ipAddress": related.public_ips.get(row.id),
         "groupSet": _group_set(related, row.id),

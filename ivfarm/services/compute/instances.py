@@ -55,6 +55,8 @@ class LaunchRequest:
     dry_run: bool = False
     group_ids: list[str] = field(default_factory=list)  # security groups; none: the farm's default
     group_names: list[str] = field(default_factory=list)
+    private_ip: str | None = None  # the farm address to take (one instance only)
+    shutdown_behavior: str = "stop"  # what a poweroff from inside the guest does: stop | terminate
 
 
 def disk_gb_for(image: Image, flavor: Flavor) -> int:
@@ -142,7 +144,8 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
         if request.dry_run:
             return []
         host_ids = {h.name: h.id for h in session.scalars(select(Host))}
-        addresses = addressing.allocate(session, farm, count) if farm is not None else [None] * count
+        addresses = (addressing.allocate(session, farm, count, request.private_ip) if farm is not None
+                     else [None] * count)
         reservation = ids.new_id("reservation")
         now = utcnow()
         instances = []
@@ -158,7 +161,8 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
                 ip=address.ip if address else None, mac=address.mac if address else None,
                 public_nic=request.public_nic, key_name=request.key_name, user_data=request.user_data,
                 client_token=request.client_token, reservation_id=reservation, launch_index=index,
-                restart_policy=request.restart_policy, owner=journal.me(), heartbeat_at=now,
+                restart_policy=request.restart_policy, shutdown_behavior=request.shutdown_behavior,
+                owner=journal.me(), heartbeat_at=now,
             )
             session.add(instance)
             instances.append(instance)

@@ -144,11 +144,13 @@ class _Run:
                 if row is None or row.state == S.TERMINATED or journal.instance_busy(self.cloud, session, row):
                     continue
                 state, host, policy = row.state, row.host.name if row.host else None, row.restart_policy
+                behavior = row.shutdown_behavior
             if host is not None and host not in self.inventory.reachable:
                 continue
-            self._instance(instance_id, state, policy, self.inventory.domains.get(instance_id))
+            self._instance(instance_id, state, policy, self.inventory.domains.get(instance_id), behavior)
 
-    def _instance(self, instance_id: str, state: str, policy: str, seen: SeenDomain | None) -> None:
+    def _instance(self, instance_id: str, state: str, policy: str, seen: SeenDomain | None,
+                  behavior: str = "stop") -> None:
         if state == S.PENDING:
             if seen is not None and seen.state == "running":
                 self.act("instance", instance_id, "provisioning finished but was not recorded", "mark running",
@@ -166,6 +168,14 @@ class _Run:
             if policy == "always":
                 self.act("instance", instance_id, f"died ({seen.state})", "restart",
                          lambda: self._restart(instance_id, state, seen.uri, seen.name))
+            elif seen.state == "stopped" and behavior == "terminate":  # InstanceInitiatedShutdownBehavior
+                self.act("instance", instance_id, "the guest powered off", "terminate",
+                         lambda: self._tear_down(instance_id, state,
+                                                 "Client.InstanceInitiatedShutdown: Instance initiated shutdown"))
+            elif seen.state == "stopped":
+                self.act("instance", instance_id, "the guest powered off", "mark stopped",
+                         lambda: self._take(instance_id, state, S.STOPPED,
+                                            "Client.InstanceInitiatedShutdown: Instance initiated shutdown"))
             else:
                 self.act("instance", instance_id, f"died ({seen.state})", "mark stopped",
                          lambda: self._take(instance_id, state, S.STOPPED, "Server.InstanceDied"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ivfarm.errors import PoolExhausted
+from ivfarm.errors import InUse, InvalidInput, PoolExhausted
 from ivfarm.store.models import Farm, Instance
 
 # Addresses at the start of every farm network kept for the router and future services.
@@ -32,12 +32,21 @@ def router_ip(cidr: str) -> str:
     return str(next(ipaddress.IPv4Network(cidr).hosts()))
 
 
-def allocate(session: Session, farm: Farm, count: int) -> list[NicAddress]:
-    """The ``count`` lowest free addresses of the farm (call with the farm row locked)."""
+def allocate(session: Session, farm: Farm, count: int, wanted: str | None = None) -> list[NicAddress]:
+    """The ``count`` lowest free addresses of the farm, or the one ``wanted`` (call with the farm row
+    locked); InUse when ``wanted`` is taken, InvalidInput when it is no instance address of the farm."""
     network = ipaddress.IPv4Network(farm.cidr)
     taken = set(session.scalars(
         select(Instance.ip).where(Instance.farm_id == farm.id, Instance.state != "terminated", Instance.ip.is_not(None))
     ))
+    if wanted is not None:
+        usable = [str(h) for offset, h in enumerate(network.hosts()) if offset >= RESERVED_LOW]
+        if count != 1 or wanted not in usable:
+            raise InvalidInput(f"address {wanted} is not one an instance of {farm.cidr} can have "
+                               f"({usable[0]} to {usable[-1]}, one instance)")
+        if wanted in taken:
+            raise InUse(f"Address {wanted} is in use.")
+        return [NicAddress(wanted, mac_for(wanted))]
     result: list[NicAddress] = []
     for offset, host in enumerate(network.hosts()):
         if offset < RESERVED_LOW:

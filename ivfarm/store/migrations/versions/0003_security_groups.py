@@ -1,4 +1,5 @@
-"""security groups: groups, their rules, instance membership; a default group for every farm
+"""security groups: groups, their rules, instance membership; a default group for every farm;
+instances.shutdown_behavior
 
 Revision ID: 0003_security_groups
 Revises: 0002
@@ -61,6 +62,9 @@ def upgrade() -> None:
     with op.batch_alter_table('instance_security_groups', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_instance_security_groups_group_id'), ['group_id'], unique=False)
 
+    with op.batch_alter_table('instances', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('shutdown_behavior', sa.String(length=16), server_default='stop',
+                                      nullable=False))
     _default_groups()
 
 
@@ -96,6 +100,8 @@ def _default_groups() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('instances', schema=None) as batch_op:
+        batch_op.drop_column('shutdown_behavior')
     with op.batch_alter_table('instance_security_groups', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_instance_security_groups_group_id'))
 
