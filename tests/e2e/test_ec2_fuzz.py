@@ -104,8 +104,11 @@ SPEC: dict[str, tuple[dict[str, tuple[str, ...]], list[dict[str, str]]]] = {
     "RunInstances": ({"ImageId": ("ami",), "InstanceType": (), "MinCount": (), "MaxCount": (), "KeyName": (),
                       "UserData": (), "ClientToken": (), "Placement.AvailabilityZone": (),
                       "TagSpecification.1.ResourceType": (), "TagSpecification.1.Tag.1.Key": (),
-                      "TagSpecification.1.Tag.1.Value": ()},
-                     [{"MinCount": "-1"}, {"MaxCount": "0"}, {"ImageId": "ami-zz"}, {"UserData": "***"},
+                      "TagSpecification.1.Tag.1.Value": (), "SecurityGroup.1": (), "SecurityGroupId.1": ("group",),
+                      "SubnetId": (), "PrivateIpAddress": (), "InstanceInitiatedShutdownBehavior": ()},
+                     [{"SecurityGroupId.1": "sg-zz"}, {"SubnetId": "subnet-0123456789abcdef0"},
+                      {"InstanceInitiatedShutdownBehavior": "explode"}, {"MinCount": "-1"}, {"MaxCount": "0"},
+                      {"ImageId": "ami-zz"}, {"UserData": "***"},
                       {"KeyName": "no-such-key"}, {"Placement.AvailabilityZone": "nowhere-1a"},
                       {"TagSpecification.1.ResourceType": "volume"}]),
     "DescribeInstances": ({"InstanceId.1": ("running", "stopped"), "InstanceId.2": ("running",),
@@ -163,12 +166,20 @@ SPEC: dict[str, tuple[dict[str, tuple[str, ...]], list[dict[str, str]]]] = {
                                    [{"SecurityGroupRuleId.2": "sgr-zz"}, {"GroupId": "sg-0123456789abcdef0"}]),
     "RevokeSecurityGroupEgress": ({**RULES, "SecurityGroupRuleId.1": ("rule",)},
                                   [{"IpProtocol": "gre"}, {"GroupId": "sg-zz"}]),
+    "DescribeVpcs": ({"VpcId.1": ()}, [{"VpcId.1": "vpc-0123456789abcdef0"}]),
+    "DescribeSubnets": ({"SubnetId.1": ()}, [{"SubnetId.1": "subnet-0123456789abcdef0"}]),
+    "DescribeRouteTables": ({"RouteTableId.1": ()}, [{"RouteTableId.1": "rtb-0123456789abcdef0"}]),
+    "DescribeInternetGateways": ({"InternetGatewayId.1": ()}, [{"InternetGatewayId.1": "igw-0123456789abcdef0"}]),
+    "DescribeNetworkInterfaces": ({"NetworkInterfaceId.1": ()}, [{"NetworkInterfaceId.1": "eni-0123456789abcdef0"}]),
+    "DescribeVpcAttribute": ({"VpcId": (), "Attribute": ()}, [{"Attribute": "colour"}, {"VpcId": "vpc-zz"}]),
+    "CreateVpc": ({"CidrBlock": ()}, [{"CidrBlock": "10.0.0.0/16"}]),
+    "DeleteSubnet": ({"SubnetId": ()}, [{"SubnetId": "subnet-zz"}]),
     "ModifyInstanceAttribute": ({"InstanceId": ("running",), "GroupId.1": ("group", "default_group")},
                                 [{"GroupId.1": "sg-zz"}, {"GroupId.2": "sg-0123456789abcdef0"}]),
 }
 FILTERED = {"DescribeRegions", "DescribeAvailabilityZones", "DescribeImages", "DescribeInstanceTypes",
             "DescribeInstances", "DescribeInstanceStatus", "DescribeKeyPairs", "DescribeAddresses", "DescribeTags",
-            "DescribeSecurityGroups"}
+            "DescribeSecurityGroups", "DescribeVpcs", "DescribeSubnets", "DescribeNetworkInterfaces"}
 
 
 @st.composite

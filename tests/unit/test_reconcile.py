@@ -89,6 +89,19 @@ def test_dead_vms_are_marked_stopped_or_restarted_by_policy(world) -> None:  # t
     assert reconcile.reconcile(cloud).findings == []
 
 
+def test_a_guest_poweroff_stops_or_terminates_by_shutdown_behavior(world) -> None:  # type: ignore[no-untyped-def]
+    cloud, uri, farm = world
+    stops, ends = running_vm(cloud, farm), running_vm(cloud, farm, shutdown_behavior="terminate")
+    for instance_id in (stops, ends):
+        cloud.hypervisor.stop(uri, domain_name(instance_id), force=True)  # as the guest's own poweroff
+    assert kinds(reconcile.reconcile(cloud)) == [("instance", "mark stopped"), ("instance", "terminate")]
+    assert state(cloud, stops) == "stopped" and state(cloud, ends) == "terminated"
+    with cloud.store.read() as session:
+        assert session.get(Instance, ends).state_reason.startswith("Client.InstanceInitiatedShutdown")
+    assert cloud.hypervisor.status(uri, domain_name(ends)) is None
+    assert reconcile.reconcile(cloud).findings == []
+
+
 def test_a_vanished_domain_terminates_its_instance(world) -> None:  # type: ignore[no-untyped-def]
     cloud, uri, farm = world
     instance_id = running_vm(cloud, farm)

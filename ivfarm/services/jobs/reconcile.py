@@ -226,7 +226,8 @@ class _Run:
         for instance_id, copies in self.inventory.copies.items():
             for seen in copies:
                 if instance_id not in known:
-                    if self._unknown(instance_id):
+                    # unknown now (not at the start), and still there (this pass may have torn it down)
+                    if self._unknown(instance_id) and self.cloud.hypervisor.status(seen.uri, seen.name) is not None:
                         self.act("domain", seen.name, f"on {seen.host}, unknown to the store", "remove",
                                  lambda s=seen, i=instance_id: self._remove_unknown(i, lambda: self.cloud.hypervisor.undefine(s.uri, s.name)))
                 elif seen.host != placed.get(instance_id) and not self._busy(instance_id):
