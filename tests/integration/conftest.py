@@ -127,7 +127,7 @@ def wait_for_console(cloud: Cloud, instance_id: str, marker: str, timeout_s: flo
 
 
 def _leftovers() -> list[str]:
-    """QEMU processes, namespaces and bridges of the integration tests still on this machine."""
+    """QEMU processes, namespaces, bridges and nwfilters of the integration tests still on this machine."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -142,6 +142,11 @@ def _leftovers() -> list[str]:
     found += [f"namespace {ns}" for ns in namespaces if ns.startswith("ivt")]
     links = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"], capture_output=True, text=True).stdout
     found += [f"bridge {line.split(': ')[1]}" for line in links.splitlines() if ": ivp" in line]
+    conn = libvirt.open("qemu:///system")
+    try:  # the per-instance security-group filters of the test clouds
+        found += [f"nwfilter {f.name()}" for f in conn.listAllNWFilters() if f.name().startswith("ivt")]
+    finally:
+        conn.close()
     return found
 
 

@@ -2,7 +2,7 @@
 
 Two VMs in ``default`` reach each other and a VM in another group of the same farm does not; tcp/80
 authorized from 0.0.0.0/0 makes the elastic IP answer HTTP from the public segment, and a revoke
-stops that within 2 s, on the running VM.
+stops that within 2 s, on the running VM; without its egress rule a VM cannot get out.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from tests.support.polling import poll_until
 from tests.support.public_clients import client_namespace
 
 pytestmark = [pytest.mark.root, pytest.mark.libvirtd, pytest.mark.vm]
+CLIENT_IP = "198.51.100.202"
 WEB = [{"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
 
 
@@ -31,7 +32,7 @@ def _fetch(namespace: str, url: str) -> str:
 def test_groups_allow_and_cut_traffic_live(real_cloud_factory) -> None:  # type: ignore[no-untyped-def]
     cloud = real_cloud_factory(router="netns")
     farm = lifecycle.create_farm(cloud, lifecycle.FarmRequest(name="sgvm"))
-    with ec2_server(cloud) as (endpoint, _), client_namespace(cloud.public_segment, "ivtsgc", "198.51.100.202") as ns:
+    with ec2_server(cloud) as (endpoint, _), client_namespace(cloud.public_segment, "ivtsgc", CLIENT_IP) as ns:
         client = farm_client(endpoint, farm)
         ami = next(i["ImageId"] for i in client.describe_images()["Images"] if i["Name"] == "guest")
         client.create_security_group(GroupName="apart", Description="not default")
@@ -68,10 +69,19 @@ def test_groups_allow_and_cut_traffic_live(real_cloud_factory) -> None:  # type:
                 break
             assert started - revoked < 2, "tcp/80 revoked, yet the VM still answers after 2 s"
 
-        client.modify_instance_attribute(InstanceId=apart, Groups=[
-            next(g["GroupId"] for g in client.describe_security_groups(GroupNames=["default"])["SecurityGroups"])])
+        (default,) = client.describe_security_groups(GroupNames=["default"])["SecurityGroups"]
+        client.modify_instance_attribute(InstanceId=apart, Groups=[default["GroupId"]])
         poll_until(lambda: guest_exec(a1, f"ping -c 1 -W 2 {ips[apart]}")[0] == 0, 30, 1,
                    "moved into default, yet its members cannot reach it")
+
+        # egress: the default group's allow-all outbound rule removed, the VM cannot reach the public segment
+        outside = f"ping -c 1 -W 2 {CLIENT_IP}"
+        assert guest_exec(a2, outside)[0] == 0
+        everything = [{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+        client.revoke_security_group_egress(GroupId=default["GroupId"], IpPermissions=everything)
+        poll_until(lambda: guest_exec(a2, outside)[0] != 0, 30, 1, "egress revoked, yet the VM still gets out")
+        client.authorize_security_group_egress(GroupId=default["GroupId"], IpPermissions=everything)
+        poll_until(lambda: guest_exec(a2, outside)[0] == 0, 30, 1, "egress authorized again, yet the VM stays in")
         client.terminate_instances(InstanceIds=[a1, a2, apart])
         client.get_waiter("instance_terminated").wait(InstanceIds=[a1, a2, apart],
                                                       WaiterConfig={"Delay": 1, "MaxAttempts": 60})
