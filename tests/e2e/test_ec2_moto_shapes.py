@@ -157,6 +157,8 @@ STEPS: list[Step] = [
     ("DescribeVpcs", lambda s: {}, lambda x: {}),
     ("DescribeSubnets", lambda s: {}, lambda x: {}),
     ("DescribeInternetGateways", lambda s: {}, lambda x: {}),
+    ("DescribeNetworkInterfaces", lambda s: {"Filter.1.Name": "attachment.instance-id",
+                                             "Filter.1.Value.1": s["instance"]}, lambda x: {}),
     ("DescribeInstanceStatus", lambda s: {"InstanceId.1": s["instance"], "IncludeAllInstances": "true"},
      lambda x: {}),
     ("DescribeInstanceAttribute", lambda s: {"InstanceId": s["instance"], "Attribute": "instanceType"},

@@ -18,6 +18,7 @@ from ivfarm.ec2.params import Params
 from ivfarm.ec2.queries import public_ips, visible_instances
 from ivfarm.ec2.registry import action
 from ivfarm.ec2.views.common import ec2_state
+from ivfarm.ec2.views.instances import interface_id
 from ivfarm.services.network.addressing import RESERVED_LOW
 from ivfarm.services.tenancy import security_groups
 
@@ -26,11 +27,6 @@ VPC_ATTRIBUTES = ("enableDnsSupport", "enableDnsHostnames", "enableNetworkAddres
 
 def farm_hex(farm_id: int) -> str:
     return f"{farm_id:017x}"
-
-
-def interface_id(instance_id: str) -> str:
-    """The id of an instance's network interface."""
-    return "eni-" + instance_id.partition("-")[2]
 
 
 def _unsupported(what: str) -> Callable[[RequestContext, Params], dict[str, Any]]:

@@ -35,6 +35,27 @@ def _group_set(related: Related, instance_id: str) -> list[dict[str, str]]:
     return [{"groupId": g, "groupName": n} for g, n in related.groups.get(instance_id, ())]
 
 
+def interface_id(instance_id: str) -> str:
+    """The id of an instance's network interface."""
+    return "eni-" + instance_id.partition("-")[2]
+
+
+def _interfaces(row: Any, related: Related) -> list[dict[str, Any]]:
+    if not row.ip or not row.mac or ec2_state(row.state) == "terminated":
+        return []
+    public_ip = related.public_ips.get(row.id)
+    return [{
+        "networkInterfaceId": interface_id(row.id), "subnetId": related.subnet_id, "vpcId": related.vpc_id,
+        "description": "", "ownerId": related.owner_id, "status": "in-use", "macAddress": row.mac,
+        "privateIpAddress": row.ip, "sourceDestCheck": True, "groupSet": _group_set(related, row.id),
+        "attachment": {"attachmentId": "eni-attach-" + row.id.partition("-")[2], "deviceIndex": 0,
+                       "status": "attached", "attachTime": row.launched_at or row.created_at,
+                       "deleteOnTermination": True},
+        "association": {"publicIp": public_ip, "ipOwnerId": related.owner_id} if public_ip else None,
+        "privateIpAddressesSet": [{"privateIpAddress": row.ip, "primary": True}],
+    }]
+
+
 def instance_item(row: Any, related: Related) -> dict[str, Any]:
     """One ``instancesSet`` item."""
     kernel, ramdisk = related.boot.get(row.image_id, (None, None))
@@ -72,6 +93,7 @@ def instance_item(row: Any, related: Related) -> dict[str, Any]:
         "hypervisor": "kvm",
         "ebsOptimized": False,
         "cpuOptions": {"coreCount": row.vcpus, "threadsPerCore": 1},
+        "networkInterfaceSet": _interfaces(row, related),
     }
 
 
