@@ -63,6 +63,15 @@ def _filters(cloud: CloudContext, session: Session, farm: Farm, only: str | None
             for instance, uri in session.execute(query) if cloud.hypervisor.features(uri).nwfilter]
 
 
+def instance_rules(cloud: CloudContext, instance_id: str) -> list[FilterRule]:
+    """The new traffic an instance's groups allow (what its filter holds beside the fixed rules)."""
+    with cloud.store.read() as session:
+        instance = session.get(Instance, instance_id)
+        if instance is None or instance.farm_id is None:
+            return []
+        return _rules(session, instance, _members(session, instance.farm_id))
+
+
 def define(cloud: CloudContext, farm_id: int, instance_id: str) -> None:
     """Define one instance's filter on its host (before its domain is defined there)."""
     with cloud.store.read() as session:
