@@ -205,6 +205,20 @@ def test_farms_cannot_see_or_touch_each_others_groups(ec2_site: Ec2Site) -> None
     assert {r["GroupId"] for r in rules} == {beta_default}
     assert _codes(beta.create_tags, Resources=[secret_id], Tags=[{"Key": "k", "Value": "v"}]) == \
         "InvalidGroup.NotFound"
+    (alpha_rule,) = alpha.describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [secret_id]}])["SecurityGroupRules"]
+    rule_id = alpha_rule["SecurityGroupRuleId"]
+    assert _codes(beta.describe_security_group_rules, SecurityGroupRuleIds=[rule_id]) == \
+        "InvalidSecurityGroupRuleId.NotFound"
+    assert _codes(beta.revoke_security_group_egress, GroupId=beta_default, SecurityGroupRuleIds=[rule_id]) == \
+        "InvalidSecurityGroupRuleId.NotFound"
+    [mine] = alpha.run_instances(ImageId=ec2_site.ami, MinCount=1, MaxCount=1)["Instances"]
+    assert _codes(beta.modify_instance_attribute, InstanceId=mine["InstanceId"], Groups=[beta_default]) == \
+        "InvalidInstanceID.NotFound"
+    assert _codes(alpha.modify_instance_attribute, InstanceId=mine["InstanceId"], Groups=[beta_default]) == \
+        "InvalidGroup.NotFound"
+    alpha.terminate_instances(InstanceIds=[mine["InstanceId"]])
+    assert len(alpha.describe_security_group_rules(SecurityGroupRuleIds=[rule_id])["SecurityGroupRules"]) == 1
     alpha.delete_security_group(GroupId=secret_id)
 
 
