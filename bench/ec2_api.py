@@ -9,6 +9,8 @@ raw client (keep-alive connection, XML not parsed), so client costs are equal:
 * DescribeInstances latency (p50, p95) of the whole answer with 1,000 instances in the farm, after
   ivfarm's pool has built them all.
 
+Every instance is in two security groups (``default`` and one more).
+
 The last line printed is one JSON object with the figures and the ratios to moto (latency ratio
 < 1 and throughput ratio > 1 mean ivfarm is faster).
 """
@@ -158,11 +160,16 @@ def main() -> None:
 
         moto_ami = re.search(rb"<imageId>(ami-[0-9a-f]+)</imageId>", ok(
             moto_client(), {"Action": "DescribeImages", "Owner.1": "amazon"})).group(1).decode()  # type: ignore[union-attr]
+        groups = {"SecurityGroup.1": "default", "SecurityGroup.2": "bench-peers"}  # every instance in two groups
         runs = {"ivfarm": {"Action": "RunInstances", "ImageId": ami, "InstanceType": "m1.tiny",
-                           "MinCount": "1", "MaxCount": "1"},
+                           "MinCount": "1", "MaxCount": "1", **groups},
                 "moto": {"Action": "RunInstances", "ImageId": moto_ami, "InstanceType": "m1.small",
-                         "MinCount": "1", "MaxCount": "1"}}
+                         "MinCount": "1", "MaxCount": "1", **groups}}
         makers = {"ivfarm": ivfarm_client, "moto": moto_client}
+        for make in makers.values():
+            client = make()
+            ok(client, {"Action": "CreateSecurityGroup", "GroupName": "bench-peers", "GroupDescription": "bench"})
+            client.close()
         figures: dict[str, Any] = {}
         for name in ("moto", "ivfarm"):
             figures[f"{name}_run_per_s"] = run_rate(makers[name], runs[name], args.runs, 1)
