@@ -61,7 +61,7 @@ class Ec2Server(BaseApplication):  # type: ignore[misc] # gunicorn ships no type
             "bind": [f"fd://{self.sock.fileno()}"], "workers": options.workers, "threads": options.threads,
             "worker_class": "gthread", "keepalive": options.keepalive_s, "graceful_timeout": DRAIN_S,
             "timeout": 120, "proc_name": "ivfarm-ec2", "logconfig_dict": logging_config(options.log_format),
-            "accesslog": None, "limit_request_line": 8190, "limit_request_fields": 100,
+            "accesslog": None, "control_socket_disable": True, "limit_request_line": 8190, "limit_request_fields": 100,
             "on_starting": self._on_starting, "when_ready": self._when_ready, "child_exit": self._child_exit,
             "worker_exit": self._worker_exit, "on_exit": self._on_exit,
         }
