@@ -13,12 +13,13 @@ TEXT_FORMAT = "%(asctime)s %(name)s %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time (UTC ISO 8601), level, logger, message and request fields."""
+    """One JSON object per record: time (UTC ISO 8601), level, logger, pid, message, request fields."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
+            "level": record.levelname.lower(), "logger": record.name, "pid": record.process,
+            "message": record.getMessage(),
         }
         line.update({name: getattr(record, name) for name in REQUEST_FIELDS if hasattr(record, name)})
         if record.exc_info:
