@@ -95,6 +95,7 @@ class LocalSite:
         environment); returns its endpoint URL."""
         environ = {k: v for k, v in os.environ.items() if k not in ("IVFARM_DATABASE", "IVFARM_CONFIG")}
         environ.update(env or {})
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0  # a restart's line, not the last one's
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(Path(sys.executable).with_name("ivfarm")), "--config", str(self.config_path), "ec2", "serve",
@@ -103,7 +104,9 @@ class LocalSite:
         process = self.process
 
         def ready() -> re.Match[str] | None:
-            found = _READY.search(self.log_path.read_text(errors="replace"))
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                found = _READY.search(log.read().decode(errors="replace"))
             if found is None and process.poll() is not None:
                 raise ChildProcessError(f"exited with status {process.returncode}")
             return found
