@@ -4,7 +4,8 @@ against moto's server, in one run on loopback.
 The farm holds ``bench.ec2_api.INSTANCES`` instances (moto gets as many); client processes (not
 threads, so the client's own interpreter is not the limit) each keep one keep-alive connection
 and send signed DescribeInstances of the whole farm (MaxResults=1000) for ``--seconds``. The
-same ivfarm site is served with one worker, then with two. The last line printed is one JSON
+same ivfarm site is served with one worker, then with two. A keep-alive connection stays with the
+worker that accepted it, so with a few clients both may land on one worker; 8 spread well. The last line printed is one JSON
 object: requests per second of each server, ``workers_ratio`` (two workers over one; > 1 means
 the second process helps) and the ratios to moto (> 1 means ivfarm is faster).
 """
@@ -56,7 +57,7 @@ def throughput(endpoint: Endpoint, clients: int, seconds: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument("--clients", type=int, default=8, help="client processes")
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per server")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ivfarm-bench-"))
