@@ -2,10 +2,12 @@
 against moto's server, in one run on loopback.
 
 The farm holds ``bench.ec2_api.INSTANCES`` instances (moto gets as many); client processes (not
-threads, so the client's own interpreter is not the limit) each keep one keep-alive connection
-and send signed DescribeInstances of the whole farm (MaxResults=1000) for ``--seconds``. The
-same ivfarm site is served with one worker, then with two. A keep-alive connection stays with the
-worker that accepted it, so with a few clients both may land on one worker; 8 spread well. The last line printed is one JSON
+threads, so the client's own interpreter is not the limit) each use a keep-alive connection
+and send signed DescribeInstances of the whole farm (MaxResults=1000) for ``--seconds``,
+reconnecting every ``RECONNECT`` requests. The same ivfarm site is served with one worker, then
+with two. A keep-alive connection stays with the worker that accepted it, and a burst of new
+connections may all land on one worker, so clients that kept theirs for good would measure how
+the kernel spread them rather than the workers. The last line printed is one JSON
 object: requests per second of each server, ``workers_ratio`` (two workers over one; > 1 means
 the second process helps) and the ratios to moto (> 1 means ivfarm is faster).
 """
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.ec2_api import INSTANCES, fill, ivfarm_site, ok, start_moto, wait_provisioned
 from tests.support.localsite import QueryClient
 
+RECONNECT = 5  # requests per connection, as a client pool recycles them
 DESCRIBE = {"Action": "DescribeInstances", "MaxResults": str(INSTANCES)}
 Endpoint = tuple[str, str, str, str]  # URL, access key, secret key, region
 
@@ -44,6 +47,8 @@ def _describe_for(endpoint: Endpoint, seconds: float) -> int:
     while time.perf_counter() < deadline:
         ok(client, DESCRIBE)
         done += 1
+        if done % RECONNECT == 0:
+            client.close()  # the next call connects again, to whichever worker accepts first
     client.close()
     return done
 
