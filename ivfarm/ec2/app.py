@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -11,7 +10,10 @@ from typing import Any
 from sqlalchemy import bindparam, select
 
 from ivfarm.cloud import Cloud
-from ivfarm.ec2 import handlers  # noqa: F401 - registers every action
+from ivfarm.ec2 import (
+    handlers,  # noqa: F401 - registers every action
+    metrics,
+)
 from ivfarm.ec2.auth import SIGV2_PARAMS, Principal, SignedRequest, Verified, authenticate
 from ivfarm.ec2.context import RequestContext
 from ivfarm.ec2.errors import Ec2Error, auth_failure, from_ivfarm, internal
@@ -36,6 +38,11 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 405: "Method Not
             503: "Service Unavailable"}
 
 
+def too_large() -> Ec2Error:
+    """What a body over the limit answers (decided before more than the limit is read)."""
+    return Ec2Error("RequestEntityTooLarge", f"The request body is larger than {MAX_BODY} bytes", 413)
+
+
 class Ec2App:
     """The EC2 Query API of one cloud."""
 
@@ -46,8 +53,6 @@ class Ec2App:
         limits = cloud.config.get("ec2.limits")
         self.limits = FarmLimits(int(limits["concurrent"]), float(limits["rate_per_s"]), int(limits["burst"]))
         self.replay = replay or MemoryReplayGuard(int(limits["replay_entries"]), float(limits["replay_grace_s"]))
-        self.in_flight = 0
-        self._count_lock = threading.Lock()
 
     def lookup(self, access_key: str) -> Principal | None:
         """The active farm an access key belongs to."""
@@ -57,21 +62,19 @@ class Ec2App:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
-        with self._count_lock:
-            self.in_flight += 1
         request_id = str(uuid.uuid4())
         info = {"action": "-", "farm": "-"}
-        try:
-            status, body = self._respond(environ, request_id, info)
-        finally:
-            with self._count_lock:
-                self.in_flight -= 1
+        status, body = self._respond(environ, request_id, info)
         start_response(f"{status} {_REASONS.get(status, 'Error')}", [
             ("Content-Type", "text/xml;charset=UTF-8"), ("Content-Length", str(len(body))),
             ("x-amzn-RequestId", request_id),
         ])
-        access_log.info("%s %s farm=%s status=%d %.1fms", environ.get("REQUEST_METHOD", "-"), info["action"],
-                        info["farm"], status, (time.perf_counter() - started) * 1000)
+        seconds = time.perf_counter() - started
+        metrics.observe(info["action"], status, seconds)
+        method = environ.get("REQUEST_METHOD", "-")[:16]
+        access_log.info("%s %s farm=%s status=%d %.1fms", method, info["action"], info["farm"], status, seconds * 1000,
+                        extra={"request_id": request_id, "farm": info["farm"], "action": info["action"],
+                               "method": method, "status": status, "duration_ms": round(seconds * 1000, 2)})
         return [body]
 
     def _respond(self, environ: dict[str, Any], request_id: str, info: dict[str, str]) -> tuple[int, bytes]:
@@ -128,8 +131,11 @@ class Ec2App:
         except ValueError:
             raise Ec2Error("InvalidParameterValue", "Content-Length is not a number") from None
         if length > MAX_BODY or length < 0:
-            raise Ec2Error("RequestEntityTooLarge", f"The request body is larger than {MAX_BODY} bytes", 413)
-        body = environ["wsgi.input"].read(length) if length else b""
+            raise too_large()
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        body = environ["wsgi.input"].read(MAX_BODY + 1 if chunked else length) if length or chunked else b""
+        if len(body) > MAX_BODY:
+            raise too_large()
         query = environ.get("QUERY_STRING", "")
         headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
         if environ.get("CONTENT_TYPE"):

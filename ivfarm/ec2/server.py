@@ -1,71 +1,115 @@
-"""Serve the EC2 app with waitress (threaded); stop cleanly on SIGTERM or SIGINT.
+"""Serve the EC2 app with gunicorn: a master process and ``workers`` forked worker processes.
 
-Stopping closes the listening socket first, lets requests in flight finish and their answers
-go out, then lets the provisioning pool finish the jobs it is running (queued jobs are left
-to ``ivfarm reconcile``).
+Each worker (gunicorn's threaded ``gthread`` worker, keep-alive connections) builds its own cloud
+and provisioning pool after the fork; the master holds no database connection. Signals are
+gunicorn's: SIGTERM stops gracefully (no new connections, requests in flight finish and their
+answers go out, each worker's provisioning pool finishes the jobs it is running; queued jobs are
+left to ``ivfarm reconcile``), SIGHUP reloads (new workers, then the old ones stop gracefully; TLS
+files are read again), SIGINT/SIGQUIT stop at once. The listening socket is bound here and handed
+to gunicorn by descriptor, so ``--listen HOST:0`` picks a free port that survives reloads.
 """
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-import time
+import logging.config
+import socket
 from typing import Any
 
-from waitress import create_server, wasyncore
+from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.workers.base import Worker
 
 from ivfarm.cloud import Cloud
+from ivfarm.config import Config
+from ivfarm.ec2 import metrics
 from ivfarm.ec2.app import Ec2App
+from ivfarm.ec2.logs import logging_config
 from ivfarm.ec2.provisioner import Provisioner
+from ivfarm.ec2.serve_options import ServeOptions
 from ivfarm.errors import ConfigError
 
 log = logging.getLogger("ivfarm.ec2.server")
-DRAIN_S = 30.0
+DRAIN_S = 30
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` too; port 0 picks a free one) as a pair."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536 or not host:
-        raise ConfigError(f"listen address must be HOST:PORT, not {value!r}")
-    return host.strip("[]"), int(port)
-
-
-def _busy(channels: dict[int, Any], app: Ec2App) -> bool:
-    """True while a request is being handled or an answer is still being written."""
-    if app.in_flight:
-        return True
-    return any(getattr(c, "requests", None) or getattr(c, "total_outbufs_len", 0) for c in channels.values())
-
-
-def serve(cloud: Cloud, listen: str, threads: int = 8) -> None:
-    """Run the EC2 endpoint until SIGTERM/SIGINT."""
-    host, port = parse_listen(listen)
-    provisioner = Provisioner(cloud, int(cloud.config.get("ec2.provision_workers")))
-    app = Ec2App(cloud, provisioner)
+def bind(options: ServeOptions) -> socket.socket:
+    """The listening socket (inheritable, so gunicorn can take it over by descriptor)."""
+    family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
     try:
-        server = create_server(app, host=host, port=port, threads=threads, ident="ivfarm", expose_tracebacks=False)
+        sock = socket.create_server((options.host, options.port), family=family, backlog=2048)
     except OSError as exc:
-        provisioner.shutdown()
-        raise ConfigError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    channels = server._map  # waitress's socket map: the listener, its trigger and client connections
-    log.info("ivfarm EC2 endpoint on http://%s:%s/ (region %s)", host, server.effective_port, app.region)
-    try:
-        while not stop.is_set():
-            wasyncore.loop(timeout=0.5, map=channels, count=1)
-        log.info("stopping: no new connections; finishing requests in flight")
-        wasyncore.dispatcher.close(server)  # the listening socket only; the loop keeps serving open ones
-        deadline = time.monotonic() + DRAIN_S
-        while _busy(channels, app) and time.monotonic() < deadline:
-            wasyncore.loop(timeout=0.05, map=channels, count=1)
-        dropped = provisioner.shutdown()
-        if dropped:
-            log.info("%d queued provisioning job(s) left for 'ivfarm reconcile'", dropped)
-    finally:
-        server.task_dispatcher.shutdown()
-        wasyncore.close_all(channels)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        raise ConfigError(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+class Ec2Server(BaseApplication):  # type: ignore[misc] # gunicorn ships no type hints
+    """gunicorn running the EC2 app of one configuration."""
+
+    def __init__(self, config: Config, options: ServeOptions, sock: socket.socket) -> None:
+        self.ivfarm_config = config
+        self.options = options
+        self.sock = sock
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        self.endpoint = f"{options.scheme}://{shown}:{port}/"
+        super().__init__()
+
+    def load_config(self) -> None:
+        options = self.options
+        settings: dict[str, Any] = {
+            "bind": [f"fd://{self.sock.fileno()}"], "workers": options.workers, "threads": options.threads,
+            "worker_class": "gthread", "keepalive": options.keepalive_s, "graceful_timeout": DRAIN_S,
+            "timeout": 120, "proc_name": "ivfarm-ec2", "logconfig_dict": logging_config(options.log_format),
+            "accesslog": None, "control_socket_disable": True, "limit_request_line": 8190, "limit_request_fields": 100,
+            "on_starting": self._on_starting, "when_ready": self._when_ready, "child_exit": self._child_exit,
+            "worker_exit": self._worker_exit, "on_exit": self._on_exit,
+        }
+        if options.cert and options.key:
+            settings.update(certfile=str(options.cert), keyfile=str(options.key))
+        for name, value in settings.items():
+            self.cfg.set(name, value)
+
+    def load(self) -> Ec2App:
+        """In each worker, after the fork: its own cloud, store connections and provisioning pool."""
+        cloud = Cloud(self.ivfarm_config)
+        return Ec2App(cloud, Provisioner(cloud, int(cloud.config.get("ec2.provision_workers"))))
+
+    def _on_starting(self, _arbiter: Arbiter) -> None:
+        if self.options.metrics_dir:
+            metrics.clear(self.options.metrics_dir)
+
+    def _when_ready(self, _arbiter: Arbiter) -> None:
+        if self.options.workers > 1:
+            log.warning("%d workers: each runs its own provisioning pool, request limits and replay guard",
+                        self.options.workers)
+        if self.options.metrics:
+            host, port = self.options.metrics
+            log.info("metrics on http://%s:%d/metrics", host, metrics.serve_exporter(host, port))
+        log.info("ivfarm EC2 endpoint on %s (region %s, %d worker(s))", self.endpoint,
+                 self.ivfarm_config.get("ec2.region"), self.options.workers)
+
+    def _child_exit(self, _arbiter: Arbiter, worker: Worker) -> None:
+        if self.options.metrics_dir:
+            metrics.mark_dead(worker.pid)
+
+    @staticmethod
+    def _worker_exit(_arbiter: Arbiter, worker: Worker) -> None:
+        app = worker.wsgi
+        if isinstance(app, Ec2App):
+            dropped = app.provisioner.shutdown()
+            if dropped:
+                log.info("%d queued provisioning job(s) left for 'ivfarm reconcile'", dropped)
+            app.cloud.store.dispose()
+
+    @staticmethod
+    def _on_exit(_arbiter: Arbiter) -> None:
         log.info("stopped")
+
+
+def serve(cloud: Cloud, options: ServeOptions) -> None:
+    """Run the EC2 endpoint until SIGTERM (SIGHUP reloads)."""
+    logging.config.dictConfig(logging_config(options.log_format))
+    sock = bind(options)
+    cloud.store.dispose()  # the master keeps no connection for the workers to inherit
+    Ec2Server(cloud.config, options, sock).run()

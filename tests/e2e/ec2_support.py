@@ -42,8 +42,10 @@ class Ec2Site:
 
 
 def start_site(root: Path, database_url: str | None = None, settings: dict[str, Any] | None = None,
-               quotas: dict[str, int] | None = None) -> Ec2Site:
-    """Hosts w1, w2 (worker) and s1 (service), image ``base``, farms alpha and beta, server running."""
+               quotas: dict[str, int] | None = None, serve_args: tuple[str, ...] = (),
+               serve_env: dict[str, str] | None = None) -> Ec2Site:
+    """Hosts w1, w2 (worker) and s1 (service), image ``base``, farms alpha and beta, server running
+    (``serve_args`` and ``serve_env``: more options and environment for ``ivfarm ec2 serve``)."""
     site = LocalSite(root, database_url, settings)
     try:
         site.add_host("w1", cpus=64, memory_mb=65536)
@@ -52,7 +54,7 @@ def start_site(root: Path, database_url: str | None = None, settings: dict[str, 
         ami = site.add_image("base")
         limits = quotas or {"instances": 40, "vcpus": 80, "memory_mb": 65536, "disk_gb": 1000, "addresses": 3}
         farms = {name: site.add_farm(name, **limits) for name in ("alpha", "beta")}
-        endpoint = site.start()
+        endpoint = site.start(args=serve_args, env=serve_env)
     except BaseException:
         site.close()
         raise

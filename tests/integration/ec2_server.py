@@ -26,12 +26,14 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def ec2_server(cloud: Cloud) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run the EC2 endpoint on the cloud's configuration; yields (endpoint URL, process)."""
+    """Run the EC2 endpoint on the cloud's configuration; yields (endpoint URL, master process), the
+    server in a process group of its own (``os.killpg(server.pid, ...)`` reaches every worker)."""
     config = cloud.config.state_dir / "ivfarm.yaml"
     config.write_text(yaml.safe_dump(cloud.config.data))
     port = _free_port()
     server = subprocess.Popen([str(Path(sys.executable).with_name("ivfarm")), "--config", str(config), "ec2", "serve",
-                               "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)  # its own process group: the master and its workers
     try:
         def started() -> bool:
             if server.poll() is not None:

@@ -41,7 +41,7 @@ def test_reconcile_after_the_server_is_killed_mid_provisioning(real_cloud_factor
         launched = client.run_instances(ImageId=ami, InstanceType="m1.tiny", MinCount=4, MaxCount=4)["Instances"]
         assert [i["State"]["Name"] for i in launched] == ["pending"] * 4
         poll_until(lambda: cloud_domains(cloud.cloud_id), 60, 0.05, "provisioning never started")
-        os.kill(server.pid, signal.SIGKILL)  # in the middle of provisioning: one worker, four instances
+        os.killpg(server.pid, signal.SIGKILL)  # master and worker, mid-provisioning: one thread, four instances
         server.wait(10)
     assert cloud_domains(cloud.cloud_id), "provisioning never started"
 

@@ -31,7 +31,7 @@ from ivfarm.services.images import catalog
 from tests.support.fake_hypervisors import fake_hypervisor
 from tests.support.polling import poll_until
 
-_READY = re.compile(r"EC2 endpoint on (http://\S+/)")
+_READY = re.compile(r"EC2 endpoint on (https?://\S+/)")
 
 
 @dataclass(frozen=True)
@@ -89,18 +89,24 @@ class LocalSite:
         farm = lifecycle.create_farm(self.cloud, lifecycle.FarmRequest(name=name, cidr=cidr, quotas=dict(limits)))
         return FarmKeys(farm.name, farm.id, farm.access_key, farm.secret_key)
 
-    def start(self, threads: int = 8, timeout: float = 30.0) -> str:
-        """Start the server on a free loopback port; returns its endpoint URL."""
-        env = {k: v for k, v in os.environ.items() if k not in ("IVFARM_DATABASE", "IVFARM_CONFIG")}
+    def start(self, threads: int = 8, timeout: float = 30.0, args: tuple[str, ...] = (),
+              env: dict[str, str] | None = None) -> str:
+        """Start the server on a free loopback port (``args``: more ``serve`` options, ``env``: more
+        environment); returns its endpoint URL."""
+        environ = {k: v for k, v in os.environ.items() if k not in ("IVFARM_DATABASE", "IVFARM_CONFIG")}
+        environ.update(env or {})
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0  # a restart's line, not the last one's
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [str(Path(sys.executable).with_name("ivfarm")), "--config", str(self.config_path), "ec2", "serve",
-                 "--listen", "127.0.0.1:0", "--threads", str(threads)],
-                stdout=log, stderr=subprocess.STDOUT, env=env)
+                 "--listen", "127.0.0.1:0", "--threads", str(threads), *args],
+                stdout=log, stderr=subprocess.STDOUT, env=environ)
         process = self.process
 
         def ready() -> re.Match[str] | None:
-            found = _READY.search(self.log_path.read_text(errors="replace"))
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                found = _READY.search(log.read().decode(errors="replace"))
             if found is None and process.poll() is not None:
                 raise ChildProcessError(f"exited with status {process.returncode}")
             return found
