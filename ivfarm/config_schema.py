@@ -263,6 +263,14 @@ class Limits(Section):
     replay_grace_s: Number = 2.0
 
 
+class MetadataOptions(Section):
+    """What an instance's metadata service enforces unless RunInstances asks otherwise (EC2's MetadataOptions)."""
+
+    http_tokens: Literal["optional", "required"] = "optional"
+    http_put_response_hop_limit: Annotated[int, Field(ge=1, le=64)] = 1
+    http_endpoint: Literal["enabled", "disabled"] = "enabled"
+
+
 class Ec2(Section):
     listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:8773"
     region: Name = "ivfarm-1"
@@ -270,6 +278,7 @@ class Ec2(Section):
     provision_workers: PositiveCount = 4
     terminated_visible_s: Number = 3600
     limits: Limits = Field(default_factory=Limits)
+    metadata_options: MetadataOptions = Field(default_factory=MetadataOptions)
 
 
 class Settings(Section):

@@ -12,7 +12,10 @@ IMDSv1 (plain GETs) and IMDSv2 are both served: ``PUT /latest/api/token`` with
 ``X-aws-ec2-metadata-token-ttl-seconds: 1..21600`` returns a session token; a GET carrying
 ``X-aws-ec2-metadata-token`` must present a live token issued to the same address (else 401).
 Tokens are HMAC-signed expiry times under a per-process secret: nothing is stored, and a restart
-invalidates them (clients ask for a new one on 401, as they do on EC2).
+invalidates them (clients ask for a new one on 401, as they do on EC2). Each record's options
+(vrouter.imds.Options) apply to its address: with tokens required a GET without a token gets 401;
+with the endpoint disabled every request gets 403; a token leaves with the hop limit as its IP TTL,
+so it does not reach anything routed behind the instance (a container network, a proxy).
 Stdlib (and the stdlib-only ``fileops``) only: the router must not depend on the control plane.
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import socket
 import socketserver
 import sys
 import threading
@@ -33,7 +37,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from fileops.atomic import atomic_write
-from vrouter.imds import METADATA_IP, METADATA_PORT, InstanceDocs, answer, parse_records
+from vrouter.imds import METADATA_IP, METADATA_PORT, InstanceDocs, Options, answer, parse_records
 
 TOKEN_PATH = "/latest/api/token"
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
@@ -124,7 +128,10 @@ class MetadataHandler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         close = {"Connection": "close"}  # a request body, if any, stays unread
         ttl = self.headers.get(TTL_HEADER, "")
-        if urlsplit(self.path).path != TOKEN_PATH:
+        _, options = self._record()
+        if not options.endpoint_enabled:
+            self._reply(HTTPStatus.FORBIDDEN, extra=close)
+        elif urlsplit(self.path).path != TOKEN_PATH:
             self._reply(HTTPStatus.METHOD_NOT_ALLOWED, extra=close)
         elif "X-Forwarded-For" in self.headers:  # as EC2: no tokens through proxies
             self._reply(HTTPStatus.FORBIDDEN, extra=close)
@@ -132,17 +139,28 @@ class MetadataHandler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.BAD_REQUEST, extra=close)
         else:
             token = self.server.tokens.issue(self.client_address[0], int(ttl))
+            self.connection.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, options.hop_limit)
             self._reply(HTTPStatus.OK, token.encode(), extra={**close, TTL_HEADER: ttl})
+
+    def _record(self) -> tuple[InstanceDocs | None, Options]:
+        """The asking address's documents and the options that apply to it."""
+        docs = self.server.records.get(self.client_address[0])
+        return docs, docs.options if docs is not None else Options()
 
     def _get(self, send_body: bool) -> None:
         path = urlsplit(self.path).path
         token = self.headers.get(TOKEN_HEADER)
-        if path == TOKEN_PATH:
+        docs, options = self._record()
+        if not options.endpoint_enabled:
+            self._reply(HTTPStatus.FORBIDDEN, send_body=send_body)
+        elif path == TOKEN_PATH:
             self._reply(HTTPStatus.METHOD_NOT_ALLOWED, send_body=send_body)
         elif token is not None and not self.server.tokens.valid(self.client_address[0], token):
             self._reply(HTTPStatus.UNAUTHORIZED, send_body=send_body)
+        elif token is None and options.tokens_required:
+            self._reply(HTTPStatus.UNAUTHORIZED, send_body=send_body)
         else:
-            found = answer(self.server.records.get(self.client_address[0]), path)
+            found = answer(docs, path)
             if found is None:
                 self._reply(HTTPStatus.NOT_FOUND, send_body=send_body)
             else:

@@ -143,6 +143,10 @@ class Instance(Base):
     reservation_id: Mapped[str] = mapped_column(String(32), default="")
     launch_index: Mapped[int] = mapped_column(Integer, default=0)
     restart_policy: Mapped[str] = mapped_column(String(16), default="none")  # none | always
+    # EC2 MetadataOptions, enforced by the farm router's metadata service
+    metadata_http_tokens: Mapped[str] = mapped_column(String(16), default="optional")  # optional | required
+    metadata_hop_limit: Mapped[int] = mapped_column(Integer, default=1)  # IP TTL of token responses
+    metadata_http_endpoint: Mapped[str] = mapped_column(String(16), default="enabled")  # enabled | disabled
     # the process doing its work in flight ("node:pid"), renewing heartbeat_at while it works;
     # reconcile leaves the instance alone while that heartbeat is fresh
     owner: Mapped[str | None] = mapped_column(String(128), nullable=True)

@@ -5,8 +5,9 @@ from ivfarm.ec2.handlers import (
     instances,
     keypairs,
     lifecycle,
+    metadata_options,
     regions,
     tags,
 )
 
-__all__ = ["addresses", "images", "instances", "keypairs", "lifecycle", "regions", "tags"]
+__all__ = ["addresses", "images", "instances", "keypairs", "lifecycle", "metadata_options", "regions", "tags"]

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ivfarm.ec2.views.common import ec2_state, state_tree, tag_set
+from ivfarm.services.compute import metadata_options
+from ivfarm.services.compute.metadata_options import MetadataOptions
 
 ROOT_DEVICE = "/dev/vda"
 
@@ -25,6 +27,18 @@ def _state_reason(reason: str) -> dict[str, str] | None:
         return None
     code, sep, _ = reason.partition(":")
     return {"code": code if sep and "." in code else "Client.UserInitiated", "message": reason}
+
+
+def metadata_options_tree(options: MetadataOptions, state: str = "applied") -> dict[str, Any]:
+    """``metadataOptions`` of an instance (or of ModifyInstanceMetadataOptions' answer)."""
+    return {
+        "state": state,
+        "httpTokens": options.http_tokens,
+        "httpPutResponseHopLimit": options.hop_limit,
+        "httpEndpoint": options.http_endpoint,
+        "httpProtocolIpv6": "disabled",
+        "instanceMetadataTags": "disabled",
+    }
 
 
 def instance_item(row: Any, related: Related) -> dict[str, Any]:
@@ -62,6 +76,7 @@ def instance_item(row: Any, related: Related) -> dict[str, Any]:
         "hypervisor": "kvm",
         "ebsOptimized": False,
         "cpuOptions": {"coreCount": row.vcpus, "threadsPerCore": 1},
+        "metadataOptions": metadata_options_tree(metadata_options.of(row)),
     }
 
 
