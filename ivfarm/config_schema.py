@@ -187,6 +187,7 @@ class Public(Section):
     range: Annotated[list[Ipv4Address], Field(min_length=2, max_length=2)] = ["198.51.100.10", "198.51.100.250"]
     bridge: Annotated[str, Field(min_length=1, max_length=15)] = "ivpub0"
     netns: Name | None = "ivfarm-public"  # None: the bridge is a host bridge of the site
+    dhcp_server: Ipv4Address | None = None  # leases public NICs their address; None: the gateway
 
     @model_validator(mode="after")
     def _inside_cidr(self) -> Public:
@@ -266,7 +267,7 @@ class Limits(Section):
 class MetadataOptions(Section):
     """What an instance's metadata service enforces unless RunInstances asks otherwise (EC2's MetadataOptions)."""
 
-    http_tokens: Literal["optional", "required"] = "optional"
+    imdsv2: Literal["optional", "required"] = "optional"  # EC2's HttpTokens
     http_put_response_hop_limit: Annotated[int, Field(ge=1, le=64)] = 1
     http_endpoint: Literal["enabled", "disabled"] = "enabled"
 

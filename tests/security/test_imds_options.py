@@ -131,7 +131,7 @@ def test_required_tokens_refuse_plain_gets_and_a_disabled_endpoint_answers_nothi
 def test_the_site_default_applies_to_launches_that_do_not_choose(
         cloud_factory: Callable[..., Cloud], fake_host: Callable[..., str], raw_disk: Path,
         router: tuple[Path, int]) -> None:
-    site = cloud_factory(ec2={"metadata_options": {"http_tokens": "required"}})
+    site = cloud_factory(ec2={"metadata_options": {"imdsv2": "required"}})
     add_host(site, "w1", fake_host("w1"), "worker")
     farm = create_farm(site, FarmRequest(name="beta", quotas={"instances": 4}))
     image = add_image(site, "base", raw_disk, public=True)

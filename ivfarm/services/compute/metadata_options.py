@@ -25,7 +25,7 @@ class MetadataOptions:
 
 def site_default(cloud: CloudContext) -> MetadataOptions:
     """The options of ``ec2.metadata_options``: what a launch gets unless it asks otherwise."""
-    return MetadataOptions(http_tokens=cloud.config.get("ec2.metadata_options.http_tokens"),
+    return MetadataOptions(http_tokens=cloud.config.get("ec2.metadata_options.imdsv2"),
                            hop_limit=cloud.config.get("ec2.metadata_options.http_put_response_hop_limit"),
                            http_endpoint=cloud.config.get("ec2.metadata_options.http_endpoint"))
 
