@@ -290,6 +290,9 @@ class Settings(Section):
     # and its domains carry it in their metadata, so reconcile never touches another cloud's resources.
     cloud_id: Annotated[str, AfterValidator(_cloud_id)] = "ivfarm"
     database: Annotated[str, AfterValidator(_database_url)] | None = None  # None -> sqlite:///<state_dir>/ivfarm.db
+    # the Fernet key farm secret keys are sealed with in the database (0600; keep it out of database backups,
+    # and the same file on every controller); None -> <state_dir>/secret.key
+    secret_key_file: PathStr | None = None
     hypervisor: Hypervisor = Field(default_factory=Hypervisor)
     scheduler: Scheduler = Field(default_factory=Scheduler)
     storage: Storage = Field(default_factory=Storage)

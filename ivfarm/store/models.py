@@ -22,7 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from ivfarm.store.states import ACTIVE_STATES as ACTIVE_STATES
 from ivfarm.store.states import IN_FLIGHT as IN_FLIGHT
 from ivfarm.store.states import LIVE_STATES as LIVE_STATES
-from ivfarm.store.types import UTCDateTime
+from ivfarm.store.types import Sealed, UTCDateTime
 
 
 def utcnow() -> dt.datetime:
@@ -100,7 +100,7 @@ class Farm(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     owner: Mapped[str] = mapped_column(String(256), default="")
     access_key: Mapped[str] = mapped_column(String(128), unique=True)
-    secret_key: Mapped[str] = mapped_column(String(128))
+    secret_key: Mapped[str] = mapped_column(Sealed())  # sealed at rest, in clear here
     cidr: Mapped[str] = mapped_column(String(32), unique=True)
     vlan: Mapped[int] = mapped_column(Integer, unique=True)
     router_backend: Mapped[str] = mapped_column(String(16))

@@ -63,7 +63,7 @@ def test_unknown_key_lookup_is_an_error(tmp_path: Path) -> None:
 # The schema: defaults, types, unknown keys, one clear line per problem.
 
 OLD_DEFAULTS = {  # the tree before the schema existed: the schema's defaults must not drift from it
-    "state_dir": "/var/lib/ivfarm", "cloud_id": "ivfarm", "database": None,
+    "state_dir": "/var/lib/ivfarm", "cloud_id": "ivfarm", "database": None, "secret_key_file": None,
     "hypervisor": {"domain_type": "qemu", "machine": "pc", "shutdown_timeout_s": 30, "cpu_allocation_ratio": 1.0,
                    "memory_allocation_ratio": 1.0, "disk_gb": 500},
     "scheduler": {"worker_policy": "pack", "service_policy": "stripe"},

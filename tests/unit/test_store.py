@@ -20,6 +20,7 @@ from ivfarm.errors import SchemaMismatch, StoreNotInitialised
 from ivfarm.services.compute import hosts
 from ivfarm.store import Store, migrations
 from ivfarm.store.models import Base, Instance, Tag, UsageRecord
+from ivfarm.store.sealing import Sealer
 from tests.support.postgres import scratch_schema
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -38,8 +39,8 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def store(empty_url: str) -> Iterator[Store]:
-    made = Store(empty_url)
+def store(empty_url: str, tmp_path: Path) -> Iterator[Store]:
+    made = Store(empty_url, Sealer(tmp_path / "secret.key"))
     yield made
     made.dispose()
 
