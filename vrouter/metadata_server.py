@@ -1,7 +1,8 @@
 """The farm router's EC2 metadata service: an HTTP server answering each VM from its own record.
 
     python -m vrouter.metadata_server --records FILE [--listen 169.254.169.254:80]
-                                      [--pid-file=FILE] [--daemon]
+                                      [--pid-file=FILE] [--daemon] [--max-connections=256]
+                                      [--max-per-client=16] [--request-timeout=10]
 
 The netns router runs it inside its namespace (so it is reachable from that farm's LAN only).
 The asking VM is identified by its source address alone, which the farm's anti-spoofing filter
@@ -16,11 +17,16 @@ invalidates them (clients ask for a new one on 401, as they do on EC2). Each rec
 (vrouter.imds.Options) apply to its address: with tokens required a GET without a token gets 401;
 with the endpoint disabled every request gets 403; a token leaves with the hop limit as its IP TTL,
 so it does not reach anything routed behind the instance (a container network, a proxy).
+Connections are bounded: at most ``--max-connections`` at once and ``--max-per-client`` from one
+address (more are closed as they arrive), and each request must be complete within
+``--request-timeout`` seconds however slowly its bytes trickle in (the connection is cut then),
+so a VM holding many slow connections cannot deny the service to the others.
 Stdlib (and the stdlib-only ``fileops``) only: the router must not depend on the control plane.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import hmac
 import os
@@ -31,9 +37,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from fileops.atomic import atomic_write
@@ -96,13 +104,57 @@ class Records:
             return {}
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How many connections the server holds at once, from one address, and for how long per request."""
+
+    connections: int = 256
+    per_client: int = 16
+    request_timeout_s: float = 10.0
+
+
 class MetadataServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a burst of connections waits to be admitted or refused, not in SYN retries
 
-    def __init__(self, address: tuple[str, int], records: Records, tokens: Tokens | None = None) -> None:
+    def __init__(self, address: tuple[str, int], records: Records, tokens: Tokens | None = None,
+                 limits: Limits = Limits()) -> None:
         self.records = records
         self.tokens = tokens or Tokens()
+        self.limits = limits
+        self._open: dict[socket.socket, tuple[str, float]] = {}  # connection -> (client, deadline)
+        self._open_lock = threading.Lock()
         super().__init__(address, MetadataHandler)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Admit a connection while the server and its client are under their caps (else it is closed)."""
+        client = client_address[0]
+        with self._open_lock:
+            if len(self._open) >= self.limits.connections or \
+                    sum(1 for held, _ in self._open.values() if held == client) >= self.limits.per_client:
+                return False
+            self._open[request] = (client, time.monotonic() + self.limits.request_timeout_s)
+        return True
+
+    def renew(self, request: socket.socket) -> None:
+        """A request was answered: the next one on this connection gets a full timeout."""
+        with self._open_lock:
+            if request in self._open:
+                self._open[request] = (self._open[request][0], time.monotonic() + self.limits.request_timeout_s)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.pop(request, None)
+        super().shutdown_request(request)
+
+    def service_actions(self) -> None:
+        """Cut connections whose request is overdue (serve_forever calls this twice a second)."""
+        now = time.monotonic()
+        with self._open_lock:
+            overdue = [request for request, (_, deadline) in self._open.items() if deadline < now]
+        for request in overdue:
+            with contextlib.suppress(OSError):
+                request.shutdown(socket.SHUT_RDWR)  # its handler's read ends and the thread closes it
 
     def server_bind(self) -> None:
         """Bind without HTTPServer's reverse DNS lookup of our own address (slow, and it would
@@ -118,6 +170,10 @@ class MetadataHandler(BaseHTTPRequestHandler):
     server_version = "EC2ws"
     sys_version = ""
     timeout = 10  # idle keep-alive connections go away
+
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        self.server.renew(self.connection)
 
     def do_GET(self) -> None:
         self._get(send_body=True)
@@ -209,9 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", type=_listen, default=(METADATA_IP, METADATA_PORT), help="HOST:PORT")
     parser.add_argument("--pid-file", type=Path, help="written once the server listens")
     parser.add_argument("--daemon", action="store_true", help="fork into the background once listening")
+    parser.add_argument("--max-connections", type=int, default=Limits.connections, help="connections at once")
+    parser.add_argument("--max-per-client", type=int, default=Limits.per_client, help="connections from one address")
+    parser.add_argument("--request-timeout", type=float, default=Limits.request_timeout_s,
+                        help="seconds a whole request may take to arrive")
     args = parser.parse_args(argv)
+    limits = Limits(args.max_connections, args.max_per_client, args.request_timeout)
     try:
-        server = MetadataServer(args.listen, Records(args.records))
+        server = MetadataServer(args.listen, Records(args.records), limits=limits)
     except OSError as exc:  # reported through our exit status before daemonizing
         print(f"metadata: cannot listen on {args.listen[0]}:{args.listen[1]}: {exc}", file=sys.stderr)
         return 1
