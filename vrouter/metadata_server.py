@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import pwd
 import secrets
 import socket
 import socketserver
@@ -82,10 +83,19 @@ class Records:
         self._stamp: tuple[int, int, int] | None = None
         self._docs: dict[str, InstanceDocs] = {}
         self._lock = threading.Lock()
+        self._dir_fd: int | None = None
+
+    def pin_directory(self) -> None:
+        """Keep the records' directory open, to find the file through it once privileges are dropped
+        (the directories above it may be closed to the server's user)."""
+        self._dir_fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+
+    def _name(self) -> str | Path:
+        return self.path.name if self._dir_fd is not None else self.path
 
     def get(self, ip: str) -> InstanceDocs | None:
         try:
-            stat = os.stat(self.path)
+            stat = os.stat(self._name(), dir_fd=self._dir_fd)
             stamp: tuple[int, int, int] | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         except FileNotFoundError:
             stamp = None
@@ -97,7 +107,9 @@ class Records:
 
     def _read(self) -> dict[str, InstanceDocs]:
         try:
-            return parse_records(self.path.read_text())
+            fd = os.open(self._name(), os.O_RDONLY, dir_fd=self._dir_fd)
+            with os.fdopen(fd, encoding="utf-8") as stream:
+                return parse_records(stream.read())
         except (OSError, ValueError) as exc:
             # serve nobody rather than stale data: an address may have changed hands
             print(f"metadata: ignoring {self.path}: {exc}", file=sys.stderr)
@@ -252,6 +264,13 @@ def _daemonize() -> None:
         os.dup2(null, fd)
 
 
+def drop_privileges(entry: pwd.struct_passwd) -> None:
+    """Become this user (and its group, no supplementary groups) for good."""
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+
+
 def _listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -265,21 +284,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", type=_listen, default=(METADATA_IP, METADATA_PORT), help="HOST:PORT")
     parser.add_argument("--pid-file", type=Path, help="written once the server listens")
     parser.add_argument("--daemon", action="store_true", help="fork into the background once listening")
+    parser.add_argument("--user", help="run as this user once listening (the records file must be readable by it)")
     parser.add_argument("--max-connections", type=int, default=Limits.connections, help="connections at once")
     parser.add_argument("--max-per-client", type=int, default=Limits.per_client, help="connections from one address")
     parser.add_argument("--request-timeout", type=float, default=Limits.request_timeout_s,
                         help="seconds a whole request may take to arrive")
     args = parser.parse_args(argv)
     limits = Limits(args.max_connections, args.max_per_client, args.request_timeout)
+    records = Records(args.records)
     try:
-        server = MetadataServer(args.listen, Records(args.records), limits=limits)
-    except OSError as exc:  # reported through our exit status before daemonizing
-        print(f"metadata: cannot listen on {args.listen[0]}:{args.listen[1]}: {exc}", file=sys.stderr)
+        user = pwd.getpwnam(args.user) if args.user else None
+        server = MetadataServer(args.listen, records, limits=limits)
+        if user is not None:
+            records.pin_directory()
+    except (OSError, KeyError) as exc:  # reported through our exit status before daemonizing
+        where = f"{args.listen[0]}:{args.listen[1]}"
+        print(f"metadata: cannot listen on {where} as {args.user or 'root'}: {exc}", file=sys.stderr)
         return 1
     if args.daemon:
         _daemonize()
     if args.pid_file:
         atomic_write(args.pid_file, f"{os.getpid()}\n")
+    if user is not None:
+        drop_privileges(user)
     server.serve_forever()
     return 0
 
