@@ -23,6 +23,7 @@ from ivfarm.services.images.image_sync import ensure_cached
 from ivfarm.services.network.router_vm import openwrt_backend
 from ivfarm.services.runtime.driver_errors import driver_calls, translated
 from ivfarm.store import Store
+from ivfarm.store.sealing import Sealer
 from vrouter.base import RouterBackend
 from vrouter.errors import RouterError
 from vrouter.netns import NetnsRouter
@@ -31,12 +32,16 @@ from vrouter.public import PublicSegment
 ROUTER_BACKENDS = ("netns", "openwrt", "none")
 
 
+# directory -> mode: QEMU's user traverses the state directory (0711) to the trees it reads
+STATE_DIR_MODES = {"": 0o711, "images": 0o755, "disks": 0o755, "seeds": 0o755, "console": 0o755, "run": 0o700}
+
+
 class Cloud:
     """Everything a service needs; build one per process with ``Cloud(config)``."""
 
     def __init__(self, config: Config, store: Store | None = None, hypervisor: LibvirtHypervisor | None = None) -> None:
         self.config = config
-        self.store = store or Store(config.database_url)
+        self.store = store or Store(config.database_url, Sealer(config.secret_key_file))
         libvirt_hypervisor = hypervisor or LibvirtHypervisor(config.get("hypervisor.domain_type"))
         self.hypervisor: Hypervisor = translated(libvirt_hypervisor)
         connect = libvirt_hypervisor.connection
@@ -51,11 +56,20 @@ class Cloud:
         self._routers: dict[str, RouterBackend | None] = {}
 
     def prepare_state_dir(self) -> None:
-        """Create the state directory tree, traversable by the hypervisor's unprivileged user."""
-        for sub in ("", "images", "disks", "seeds", "console", "run"):
+        """Create the state directory tree, or repair its modes, whatever the umask: the hypervisor's
+        unprivileged user may traverse it to reach images, disks, seeds and console logs, but nobody
+        else lists it or reads the database (with its -wal and -shm), the secret key file or run/."""
+        for sub, mode in STATE_DIR_MODES.items():
             path = self.config.state_dir / sub
             path.mkdir(parents=True, exist_ok=True)
-            os.chmod(path, 0o755)
+            os.chmod(path, mode)
+        secrets = [self.config.secret_key_file]
+        if self.store.is_sqlite:
+            database = Path(self.store.url.removeprefix("sqlite:///"))
+            secrets += [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
+        for path in secrets:
+            if path.exists():
+                os.chmod(path, 0o600)
 
     def storage(self, host_class: str) -> Storage:
         """The storage backend configured for a hypervisor class (built on first use, then kept)."""

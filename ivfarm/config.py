@@ -173,6 +173,11 @@ class Config:
         return url or f"sqlite:///{self.state_dir / 'ivfarm.db'}"
 
     @property
+    def secret_key_file(self) -> Path:
+        """The key farm secret keys are sealed with in the store (outside the database)."""
+        return Path(self.data.get("secret_key_file") or self.state_dir / "secret.key")
+
+    @property
     def image_dir(self) -> Path:
         return self.state_dir / "images"
 

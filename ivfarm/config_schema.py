@@ -187,6 +187,7 @@ class Public(Section):
     range: Annotated[list[Ipv4Address], Field(min_length=2, max_length=2)] = ["198.51.100.10", "198.51.100.250"]
     bridge: Annotated[str, Field(min_length=1, max_length=15)] = "ivpub0"
     netns: Name | None = "ivfarm-public"  # None: the bridge is a host bridge of the site
+    dhcp_server: Ipv4Address | None = None  # leases public NICs their address; None: the gateway
 
     @model_validator(mode="after")
     def _inside_cidr(self) -> Public:
@@ -271,6 +272,14 @@ class SecurityGroupLimits(Section):
     per_instance: PositiveCount = 5
 
 
+class MetadataOptions(Section):
+    """What an instance's metadata service enforces unless RunInstances asks otherwise (EC2's MetadataOptions)."""
+
+    imdsv2: Literal["optional", "required"] = "optional"  # EC2's HttpTokens
+    http_put_response_hop_limit: Annotated[int, Field(ge=1, le=64)] = 1
+    http_endpoint: Literal["enabled", "disabled"] = "enabled"
+
+
 class Ec2(Section):
     listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:8773"
     region: Name = "ivfarm-1"
@@ -279,6 +288,7 @@ class Ec2(Section):
     terminated_visible_s: Number = 3600
     limits: Limits = Field(default_factory=Limits)
     security_groups: SecurityGroupLimits = Field(default_factory=SecurityGroupLimits)
+    metadata_options: MetadataOptions = Field(default_factory=MetadataOptions)
 
 
 class Settings(Section):
@@ -289,6 +299,9 @@ class Settings(Section):
     # and its domains carry it in their metadata, so reconcile never touches another cloud's resources.
     cloud_id: Annotated[str, AfterValidator(_cloud_id)] = "ivfarm"
     database: Annotated[str, AfterValidator(_database_url)] | None = None  # None -> sqlite:///<state_dir>/ivfarm.db
+    # the Fernet key farm secret keys are sealed with in the database (0600; keep it out of database backups,
+    # and the same file on every controller); None -> <state_dir>/secret.key
+    secret_key_file: PathStr | None = None
     hypervisor: Hypervisor = Field(default_factory=Hypervisor)
     scheduler: Scheduler = Field(default_factory=Scheduler)
     storage: Storage = Field(default_factory=Storage)

@@ -2,7 +2,13 @@
 
 The control plane publishes one *record* per private IP of the farm (as JSON)::
 
-    {"meta-data": TREE, "user-data": "<base64 of the exact bytes>" or null}
+    {"meta-data": TREE, "user-data": "<base64 of the exact bytes>" or null,
+     "options": {"http-tokens": "optional"|"required", "http-endpoint": "enabled"|"disabled",
+                 "hop-limit": 1..64}}
+
+``options`` (each key optional, defaults as shown first, hop limit 1) are the instance's EC2
+MetadataOptions: the server refuses plain GETs when tokens are required, answers nothing when
+the endpoint is disabled, and sends token responses with the hop limit as their IP TTL.
 
 TREE is plain JSON: a dict is a directory, anything else a leaf (a list answers one item per
 line). A directory entry named ``<index>=<label>`` (EC2's ``public-keys/0=my-key``) is listed as
@@ -43,24 +49,52 @@ class Answer:
 
 
 @dataclass(frozen=True)
+class Options:
+    """An instance's MetadataOptions as its metadata service enforces them."""
+
+    tokens_required: bool = False
+    endpoint_enabled: bool = True
+    hop_limit: int = 1
+
+    @classmethod
+    def from_record(cls, options: object) -> Options:
+        """Check and decode a record's ``options``; ValueError says what is wrong with them."""
+        if options is None:
+            return cls()
+        if not isinstance(options, dict) or set(options) - {"http-tokens", "http-endpoint", "hop-limit"}:
+            raise ValueError("'options' must be an object of http-tokens, http-endpoint and hop-limit")
+        tokens = options.get("http-tokens", "optional")
+        endpoint = options.get("http-endpoint", "enabled")
+        hops = options.get("hop-limit", 1)
+        if tokens not in ("optional", "required") or endpoint not in ("enabled", "disabled"):
+            raise ValueError("http-tokens must be optional|required and http-endpoint enabled|disabled")
+        if isinstance(hops, bool) or not isinstance(hops, int) or not 1 <= hops <= 64:
+            raise ValueError("hop-limit must be an integer from 1 to 64")
+        return cls(tokens == "required", endpoint == "enabled", hops)
+
+
+@dataclass(frozen=True)
 class InstanceDocs:
-    """One instance's documents: its meta-data tree and its user-data (None when it sent none)."""
+    """One instance's documents: its meta-data tree, its user-data (None when it sent none) and
+    the metadata options its service enforces."""
 
     meta_data: dict[str, Any]
     user_data: bytes | None
+    options: Options = Options()
 
     @classmethod
     def from_record(cls, record: object) -> InstanceDocs:
         """Check and decode a published record; ValueError says what is wrong with it."""
         if not isinstance(record, dict) or not isinstance(record.get("meta-data"), dict):
             raise ValueError("a record must be an object with a 'meta-data' object")
+        options = Options.from_record(record.get("options"))
         encoded = record.get("user-data")
         if encoded is None:
-            return cls(record["meta-data"], None)
+            return cls(record["meta-data"], None, options)
         if not isinstance(encoded, str):
             raise ValueError("'user-data' must be base64 text or null")
         try:
-            return cls(record["meta-data"], base64.b64decode(encoded, validate=True))
+            return cls(record["meta-data"], base64.b64decode(encoded, validate=True), options)
         except binascii.Error as exc:
             raise ValueError(f"'user-data' is not valid base64: {exc}") from None
 

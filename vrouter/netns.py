@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import signal
 import sys
@@ -20,7 +21,7 @@ import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from fileops.atomic import atomic_write
+from fileops.atomic import atomic_open, atomic_write
 from fileops.locks import exclusive_lock
 from vrouter import _sh
 from vrouter.base import RouterBackend
@@ -72,8 +73,10 @@ class NetnsRouter(RouterBackend):
         python: str = sys.executable,
         lease_time: str = DEFAULT_LEASE_TIME,
         gratuitous_arp: bool = True,
+        metadata_user: str = "nobody",
     ) -> None:
         self.public = public
+        self.metadata_user = metadata_user
         self.run_dir = Path(run_dir)
         self.dnsmasq = dnsmasq
         self.python = python
@@ -159,7 +162,7 @@ class NetnsRouter(RouterBackend):
         with self._lock():
             if not self.exists(key):
                 raise RouterError(f"router {key} does not exist (create it first)")
-            _replace_file(self._records_path(key), text, 0o600)
+            self._write_records(key, text)
             self._ensure_metadata_server(key)
 
     def leases(self, key: str) -> list[tuple[str, str]]:
@@ -292,15 +295,24 @@ class NetnsRouter(RouterBackend):
             return
         records = self._records_path(key)
         if not records.exists():
-            _replace_file(records, "{}", 0o600)
+            self._write_records(key, "{}")
         ns = netns_name(key)
         _sh.ip_batch([f"address replace {METADATA_IP}/32 dev {LAN_IF}"], ns)
-        cmd = _sh.ns_exec(ns, [self.python, *metadata_server_args(records, pid_file)])
+        cmd = _sh.ns_exec(ns, [self.python, *metadata_server_args(records, pid_file, self.metadata_user)])
         _sh.start_daemon(cmd, pid_file, "the metadata server", cwd=PACKAGE_ROOT)
 
     def _metadata_pid(self, key: str) -> int | None:
         """The live metadata server of this router."""
         return _sh.daemon_pid(self._metadata_pid_path(key))
+
+    def _write_records(self, key: str, text: str) -> None:
+        """Replace the records file atomically, 0600 and owned by the metadata server's user (the run
+        directories above it stay closed to that user: the server reads through a directory it pinned)."""
+        try:
+            owner = pwd.getpwnam(self.metadata_user)
+        except KeyError:
+            raise RouterError(f"the metadata server's user {self.metadata_user!r} does not exist") from None
+        _replace_file(self._records_path(key), text, 0o600, owner)
 
     def _records_path(self, key: str) -> Path:
         return self._dir(key) / "metadata.json"
@@ -364,12 +376,15 @@ class NetnsRouter(RouterBackend):
         return exclusive_lock(self.run_dir / ".lock")
 
 
-def _replace_file(path: Path, content: str, mode: int) -> bool:
-    """Atomically give path this content and mode; True when it changed."""
+def _replace_file(path: Path, content: str, mode: int, owner: pwd.struct_passwd | None = None) -> bool:
+    """Atomically give path this content and mode (and owner); True when it changed."""
     try:
-        if path.read_text() == content:
+        if path.read_text() == content and (owner is None or path.stat().st_uid == owner.pw_uid):
             return False
     except FileNotFoundError:
         pass
-    atomic_write(path, content, mode)
+    with atomic_open(path, mode) as stream:
+        if owner is not None:
+            os.fchown(stream.fileno(), owner.pw_uid, owner.pw_gid)
+        stream.write(content.encode())
     return True

@@ -152,14 +152,16 @@ def dnsmasq_args(
     return args
 
 
-def metadata_server_args(records: Path, pid: Path) -> list[str]:
+def metadata_server_args(records: Path, pid: Path, user: str) -> list[str]:
     """Arguments to the Python interpreter that start the router's metadata server as a daemon
-    on 169.254.169.254:80 (inside the router namespace, so only the farm LAN reaches it)."""
+    on 169.254.169.254:80 (inside the router namespace, so only the farm LAN reaches it), running
+    as ``user`` once it listens."""
     return [
         "-m", "vrouter.metadata_server",
         f"--records={records}",
         f"--listen={METADATA_IP}:{METADATA_PORT}",
         f"--pid-file={pid}",
+        f"--user={user}",
         "--daemon",
     ]
 

@@ -21,6 +21,7 @@ INSTANCE_COLUMNS = (
     Instance.state_reason, Instance.ip, Instance.mac, Instance.key_name, Instance.client_token,
     Instance.reservation_id, Instance.launch_index, Instance.created_at, Instance.launched_at,
     Instance.terminated_at, Instance.vcpus, Instance.memory_mb, Instance.disk_gb, Instance.shutdown_behavior,
+    Instance.metadata_http_tokens, Instance.metadata_hop_limit, Instance.metadata_http_endpoint,
 )
 
 

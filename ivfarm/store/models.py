@@ -22,7 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from ivfarm.store.states import ACTIVE_STATES as ACTIVE_STATES
 from ivfarm.store.states import IN_FLIGHT as IN_FLIGHT
 from ivfarm.store.states import LIVE_STATES as LIVE_STATES
-from ivfarm.store.types import UTCDateTime
+from ivfarm.store.types import Sealed, UTCDateTime
 
 
 def utcnow() -> dt.datetime:
@@ -100,7 +100,7 @@ class Farm(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     owner: Mapped[str] = mapped_column(String(256), default="")
     access_key: Mapped[str] = mapped_column(String(128), unique=True)
-    secret_key: Mapped[str] = mapped_column(String(128))
+    secret_key: Mapped[str] = mapped_column(Sealed())  # sealed at rest, in clear here
     cidr: Mapped[str] = mapped_column(String(32), unique=True)
     vlan: Mapped[int] = mapped_column(Integer, unique=True)
     router_backend: Mapped[str] = mapped_column(String(16))
@@ -145,6 +145,10 @@ class Instance(Base):
     restart_policy: Mapped[str] = mapped_column(String(16), default="none")  # none | always
     # what a poweroff from inside the guest does: stop | terminate (InstanceInitiatedShutdownBehavior)
     shutdown_behavior: Mapped[str] = mapped_column(String(16), default="stop", server_default="stop")
+    # EC2 MetadataOptions, enforced by the farm router's metadata service
+    metadata_http_tokens: Mapped[str] = mapped_column(String(16), default="optional")  # optional | required
+    metadata_hop_limit: Mapped[int] = mapped_column(Integer, default=1)  # IP TTL of token responses
+    metadata_http_endpoint: Mapped[str] = mapped_column(String(16), default="enabled")  # enabled | disabled
     # the process doing its work in flight ("node:pid"), renewing heartbeat_at while it works;
     # reconcile leaves the instance alone while that heartbeat is fresh
     owner: Mapped[str | None] = mapped_column(String(128), nullable=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,14 +13,16 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ivfarm.errors import SchemaMismatch, StoreNotInitialised
-from ivfarm.store import migrations
+from ivfarm.store import migrations, sealing
 from ivfarm.store.models import Farm
+from ivfarm.store.sealing import Sealer
 
 
 def _sqlite_engine(url: str) -> Engine:
     path = url.removeprefix("sqlite:///")
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # SQLite gives -wal and -shm the same mode
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
 
     @event.listens_for(engine, "connect")
@@ -43,13 +46,14 @@ def _sqlite_engine(url: str) -> Engine:
 class Store:
     """Sessions on the configured database; ``write()`` serialises writers that must not race."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sealer: Sealer | None = None) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self.engine = _sqlite_engine(url)
         else:
             self.engine = create_engine(url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+        sealing.attach(self.engine.dialect, sealer)  # farm secret keys are sealed with it
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(ivfarm_write=True), expire_on_commit=False)
         self.migrations = migrations.MIGRATIONS  # the scripts ``upgrade_schema`` runs and the revision it requires

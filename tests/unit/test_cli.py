@@ -168,7 +168,7 @@ def test_config_check_lists_each_problem_of_a_bad_file(tmp_path: Path) -> None:
         f"{bad}: hypervisor.disk_gb: expected an integer, got string '500'",
         f"{bad}: hypervisor.machin: unknown key (did you mean machine?)",
         f"{bad}: vrouter.backend: expected one of netns, openwrt, none, got 'vyos'",
-        f"{bad}: extra: unknown key (known keys here: state_dir, cloud_id, database, hypervisor, scheduler, "
+        f"{bad}: extra: unknown key (known keys here: state_dir, cloud_id, database, secret_key_file, hypervisor, scheduler, "
         "storage, image_cache, hosts, journal, network, vrouter, quota_defaults, ec2)",
     ]
 

@@ -63,7 +63,7 @@ def test_unknown_key_lookup_is_an_error(tmp_path: Path) -> None:
 # The schema: defaults, types, unknown keys, one clear line per problem.
 
 OLD_DEFAULTS = {  # the tree before the schema existed: the schema's defaults must not drift from it
-    "state_dir": "/var/lib/ivfarm", "cloud_id": "ivfarm", "database": None,
+    "state_dir": "/var/lib/ivfarm", "cloud_id": "ivfarm", "database": None, "secret_key_file": None,
     "hypervisor": {"domain_type": "qemu", "machine": "pc", "shutdown_timeout_s": 30, "cpu_allocation_ratio": 1.0,
                    "memory_allocation_ratio": 1.0, "disk_gb": 500},
     "scheduler": {"worker_policy": "pack", "service_policy": "stripe"},
@@ -81,7 +81,7 @@ OLD_DEFAULTS = {  # the tree before the schema existed: the schema's defaults mu
     "network": {
         "farm_pool": "10.64.0.0/12", "farm_prefix": 24, "vlan_range": [100, 4000], "trunk_interface": None,
         "public": {"cidr": "198.51.100.0/24", "gateway": "198.51.100.1", "range": ["198.51.100.10", "198.51.100.250"],
-                   "bridge": "ivpub0", "netns": "ivfarm-public"},
+                   "bridge": "ivpub0", "netns": "ivfarm-public", "dhcp_server": None},
         "dns_forwarders": ["198.51.100.1"],
     },
     "vrouter": {
@@ -94,7 +94,9 @@ OLD_DEFAULTS = {  # the tree before the schema existed: the schema's defaults mu
             "provision_workers": 4, "terminated_visible_s": 3600,
             "limits": {"concurrent": 64, "rate_per_s": 200, "burst": 400, "replay_entries": 50000,
                        "replay_grace_s": 2.0},
-            "security_groups": {"per_farm": 2500, "rules_per_group": 60, "per_instance": 5}},
+            "security_groups": {"per_farm": 2500, "rules_per_group": 60, "per_instance": 5},
+            "metadata_options": {"imdsv2": "optional", "http_put_response_hop_limit": 1,
+                                 "http_endpoint": "enabled"}},
 }
 
 

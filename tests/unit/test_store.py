@@ -20,6 +20,7 @@ from ivfarm.errors import SchemaMismatch, StoreNotInitialised
 from ivfarm.services.compute import hosts
 from ivfarm.store import Store, migrations
 from ivfarm.store.models import Base, Instance, Tag, UsageRecord
+from ivfarm.store.sealing import Sealer
 from tests.support.postgres import scratch_schema
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -38,8 +39,8 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def store(empty_url: str) -> Iterator[Store]:
-    made = Store(empty_url)
+def store(empty_url: str, tmp_path: Path) -> Iterator[Store]:
+    made = Store(empty_url, Sealer(tmp_path / "secret.key"))
     yield made
     made.dispose()
 
@@ -73,8 +74,8 @@ def with_one_more_revision(tmp_path: Path) -> tuple[Path, str]:
     location = tmp_path / "migrations"
     shutil.copytree(migrations.MIGRATIONS, location, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
     head = migrations.head()
-    following = f"{int(head[:4]) + 1:04d}"
-    (location / "versions" / f"{following}_host_test_note.py").write_text(textwrap.dedent(f'''\
+    following = f"{int(head[:4]) + 1:04d}_host_test_note"
+    (location / "versions" / f"{following}.py").write_text(textwrap.dedent(f'''\
         import sqlalchemy as sa
         from alembic import op
 

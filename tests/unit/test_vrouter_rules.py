@@ -57,10 +57,10 @@ def test_input_allows_only_dhcp_dns_ping_and_metadata_from_lan() -> None:
 
 
 def test_metadata_server_command_line(tmp_path: Path) -> None:
-    args = metadata_server_args(tmp_path / "metadata.json", tmp_path / "metadata.pid")
+    args = metadata_server_args(tmp_path / "metadata.json", tmp_path / "metadata.pid", "nobody")
     assert args[:2] == ["-m", "vrouter.metadata_server"]
     assert f"--records={tmp_path}/metadata.json" in args and f"--pid-file={tmp_path}/metadata.pid" in args
-    assert "--listen=169.254.169.254:80" in args and "--daemon" in args
+    assert "--listen=169.254.169.254:80" in args and "--daemon" in args and "--user=nobody" in args
 
 
 def test_forwards_and_eip() -> None:

@@ -5,10 +5,12 @@ from ivfarm.ec2.handlers import (
     instances,
     keypairs,
     lifecycle,
+    metadata_options,
     regions,
     security_groups,
     tags,
     vpc,
 )
 
-__all__ = ["addresses", "images", "instances", "keypairs", "lifecycle", "regions", "security_groups", "tags", "vpc"]
+__all__ = ["addresses", "images", "instances", "keypairs", "lifecycle", "metadata_options", "regions",
+           "security_groups", "tags", "vpc"]

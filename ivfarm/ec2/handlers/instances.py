@@ -15,6 +15,7 @@ from ivfarm.ec2.context import RequestContext
 from ivfarm.ec2.errors import Ec2Error, combination, echo, invalid_value, malformed
 from ivfarm.ec2.filters import parse_filters
 from ivfarm.ec2.handlers.common import id_list, tag_specifications, visible_seconds
+from ivfarm.ec2.handlers.metadata_options import read_options
 from ivfarm.ec2.params import Params
 from ivfarm.ec2.queries import (
     boot_images,
@@ -125,6 +126,7 @@ def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
     private_ip = p.string("PrivateIpAddress", max_length=64)
     behavior = p.choice("InstanceInitiatedShutdownBehavior", ("stop", "terminate"), default="stop")
     tags = tag_specifications(p, "instance")
+    options = read_options(p.struct("MetadataOptions"))
     p.done()
     if subnet is not None and subnet != ctx.subnet_id:
         raise Ec2Error("InvalidSubnetID.NotFound", f"The subnet ID '{echo(subnet)}' does not exist")
@@ -141,7 +143,7 @@ def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
     return instances.LaunchRequest(
         image=image_id, flavor=flavor, host_class=host_class, count=max_count, min_count=min_count,
         name=name if name and _HOSTNAME.fullmatch(name) else None, farm_id=ctx.farm_id, key_name=key_name,
-        user_data=user_data, client_token=client_token, tags=tags, dry_run=ctx.dry_run,
+        user_data=user_data, client_token=client_token, metadata_options=options, tags=tags, dry_run=ctx.dry_run,
         group_ids=group_ids, group_names=group_names, private_ip=private_ip, shutdown_behavior=behavior or "stop",
     )
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ivfarm.ec2.views.common import ec2_state, state_tree, tag_set
+from ivfarm.services.compute import metadata_options
+from ivfarm.services.compute.metadata_options import MetadataOptions
 
 ROOT_DEVICE = "/dev/vda"
 
@@ -54,6 +56,16 @@ def _interfaces(row: Any, related: Related) -> list[dict[str, Any]]:
         "association": {"publicIp": public_ip, "ipOwnerId": related.owner_id} if public_ip else None,
         "privateIpAddressesSet": [{"privateIpAddress": row.ip, "primary": True}],
     }]
+def metadata_options_tree(options: MetadataOptions, state: str = "applied") -> dict[str, Any]:
+    """``metadataOptions`` of an instance (or of ModifyInstanceMetadataOptions' answer)."""
+    return {
+        "state": state,
+        "httpTokens": options.http_tokens,
+        "httpPutResponseHopLimit": options.hop_limit,
+        "httpEndpoint": options.http_endpoint,
+        "httpProtocolIpv6": "disabled",
+        "instanceMetadataTags": "disabled",
+    }
 
 
 def instance_item(row: Any, related: Related) -> dict[str, Any]:
@@ -94,6 +106,7 @@ def instance_item(row: Any, related: Related) -> dict[str, Any]:
         "ebsOptimized": False,
         "cpuOptions": {"coreCount": row.vcpus, "threadsPerCore": 1},
         "networkInterfaceSet": _interfaces(row, related),
+        "metadataOptions": metadata_options_tree(metadata_options.of(row)),
     }
 
 

@@ -14,16 +14,19 @@ from sqlalchemy.orm import Session
 
 from ivfarm import ids
 from ivfarm.errors import InvalidInput, InvalidState, NotFound
+from ivfarm.services.compute import metadata_options
 from ivfarm.services.compute.hosts import capacities
+from ivfarm.services.compute.metadata_options import MetadataOptions
 from ivfarm.services.compute.scheduler import Request, Scheduler
 from ivfarm.services.images.catalog import find_image
 from ivfarm.services.network import addressing, farm_network
+from ivfarm.services.network.routers import sync_router
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
 from ivfarm.services.runtime.naming import DOMAIN_PREFIX
 from ivfarm.services.tenancy import quotas, security_groups
 from ivfarm.services.tenancy.tags import add_tags
-from ivfarm.store.models import HOST_CLASSES, IN_FLIGHT, Flavor, Host, Image, Instance, utcnow
+from ivfarm.store.models import HOST_CLASSES, IN_FLIGHT, LIVE_STATES, Flavor, Host, Image, Instance, utcnow
 from ivfarm.store.states import InstanceState as S
 from ivfarm.store.transitions import compare_and_set
 
@@ -51,6 +54,7 @@ class LaunchRequest:
     client_token: str | None = None
     public_nic: bool = False
     restart_policy: str = "none"
+    metadata_options: MetadataOptions = MetadataOptions()  # unset ones: the site default
     tags: dict[str, str] = field(default_factory=dict)
     dry_run: bool = False
     group_ids: list[str] = field(default_factory=list)  # security groups; none: the farm's default
@@ -94,6 +98,19 @@ def find_instance(session: Session, ref: str) -> Instance:
     if instance is None:
         raise NotFound("instance", ref)
     return instance
+
+
+def modify_metadata_options(cloud: CloudContext, farm_id: int, instance_id: str,
+                            changes: MetadataOptions) -> MetadataOptions:
+    """Change a live instance's metadata options; its farm router's metadata service applies them at once."""
+    with cloud.store.write() as session:
+        instance = get_instance(session, instance_id, farm_id)
+        if instance.state not in LIVE_STATES:
+            raise InvalidState(f"instance {instance_id} is {instance.state}")
+        options = changes.over(metadata_options.of(instance))
+        metadata_options.store(instance, options)
+    sync_router(cloud, farm_id)
+    return options
 
 
 def find_instance_host(cloud: CloudContext, instance_id: str) -> str:
@@ -144,6 +161,7 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
         if request.dry_run:
             return []
         host_ids = {h.name: h.id for h in session.scalars(select(Host))}
+        options = request.metadata_options.over(metadata_options.site_default(cloud))
         addresses = (addressing.allocate(session, farm, count, request.private_ip) if farm is not None
                      else [None] * count)
         reservation = ids.new_id("reservation")
@@ -164,6 +182,7 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
                 restart_policy=request.restart_policy, shutdown_behavior=request.shutdown_behavior,
                 owner=journal.me(), heartbeat_at=now,
             )
+            metadata_options.store(instance, options)
             session.add(instance)
             instances.append(instance)
         session.flush()

@@ -123,7 +123,7 @@ def _host_side(cloud: CloudContext, plan: _Plan) -> tuple[str, list[Nic]]:
         nics.append(farm_network.attach(cloud, plan.uri, plan.nic))
         plan.undo.append(lambda: firewall.remove(cloud, plan.uri, plan.instance_id))
     if plan.public_nic:
-        nics.append(farm_network.public_nic(cloud, plan.instance_id, plan.host_class))
+        nics.append(farm_network.public_nic(cloud, plan.uri, plan.instance_id, plan.host_class))
     return seed_path, nics
 
 

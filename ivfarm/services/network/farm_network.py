@@ -68,11 +68,21 @@ def public_bridge(cloud: CloudContext) -> str:
     return str(public["bridge"])
 
 
-def public_nic(cloud: CloudContext, instance_id: str, host_class: str) -> Nic:
-    """A NIC on the site's public host bridge, for service-class instances only (MAC 02:01: + id)."""
+def public_nic(cloud: CloudContext, uri: str, instance_id: str, host_class: str) -> Nic:
+    """A NIC on the site's public host bridge, for service-class instances only (MAC 02:01: + id).
+
+    Where the host has nwfilter it is filtered like a private NIC, to its own MAC and to the one
+    address the site's DHCP server (``network.public.dhcp_server``, else the gateway) leases it:
+    until that lease nothing but DHCP passes, so it can neither ARP for nor send from another
+    farm's router, an elastic IP or the gateway."""
     if host_class != "service":
         raise InvalidInput("worker-class instances never get a public NIC")
     octets = instance_id[-8:]
     mac = "02:01:" + ":".join(octets[i:i + 2] for i in range(0, 8, 2))
-    return Nic(bridge=public_bridge(cloud), mac=mac)
+    bridge = public_bridge(cloud)
+    if not cloud.hypervisor.features(uri).nwfilter:
+        return Nic(bridge=bridge, mac=mac)
+    public = cloud.config.get("network.public")
+    return Nic(bridge=bridge, mac=mac, filter=firewall.ANTI_SPOOFING_FILTER,
+               filter_params={"CTRL_IP_LEARNING": "dhcp", "DHCPSERVER": public["dhcp_server"] or public["gateway"]})
 

@@ -13,7 +13,8 @@ from vrouter.spec import RouterSpec
 
 
 def metadata_records(cloud: CloudContext, session: Session, farm: Farm, spec: RouterSpec) -> dict[str, dict]:
-    """Private IP -> ``{"meta-data": EC2 tree, "user-data": base64 or None}`` for every VM that
+    """Private IP -> ``{"meta-data": EC2 tree, "user-data": base64 or None, "options": its metadata
+    options}`` for every VM that
     holds a lease in the router spec (so both always agree on who is in the farm).
 
     The hostname is the lease's (the name the VM also gets over DHCP); ``public-ipv4`` is the
@@ -47,5 +48,7 @@ def metadata_records(cloud: CloudContext, session: Session, farm: Farm, spec: Ro
             security_groups=tuple(groups.get(instance.id, ())),
         )
         user_data = base64.b64encode(instance.user_data).decode("ascii") if instance.user_data else None
-        records[ip] = {"meta-data": tree, "user-data": user_data}
+        options = {"http-tokens": instance.metadata_http_tokens, "http-endpoint": instance.metadata_http_endpoint,
+                   "hop-limit": instance.metadata_hop_limit}
+        records[ip] = {"meta-data": tree, "user-data": user_data, "options": options}
     return records

@@ -1,7 +1,7 @@
 """security groups: groups, their rules, instance membership; a default group for every farm;
 instances.shutdown_behavior
 
-Revision ID: 0003_security_groups
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-02 12:32:03.549058
 """
@@ -13,7 +13,7 @@ import secrets
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003_security_groups'
+revision = '0003'
 down_revision = '0002'
 branch_labels = None
 depends_on = None
