@@ -42,6 +42,7 @@ class Ec2App:
     def __init__(self, cloud: Cloud, provisioner: Provisioner, replay: ReplayGuard | None = None) -> None:
         self.cloud = cloud
         self.provisioner = provisioner
+        self.region = str(cloud.config.get("ec2.region"))
         limits = cloud.config.get("ec2.limits")
         self.limits = FarmLimits(int(limits["concurrent"]), float(limits["rate_per_s"]), int(limits["burst"]))
         self.replay = replay or MemoryReplayGuard(int(limits["replay_entries"]), float(limits["replay_grace_s"]))

@@ -142,6 +142,15 @@ class Params:
             values.append(self.string(f"{name}.{index}", max_length=max_length) or "")
         return values
 
+    def single(self, name: str, max_length: int | None = None) -> str:
+        """A required value sent plain or as a one-item list (boto 2 sends GetConsoleOutput's ``InstanceId.1``)."""
+        values = self.strings(name, max_length)
+        if len(values) > 1:
+            raise invalid_value(self._key(name), f"{len(values)} values", "exactly one is expected")
+        if not values or not values[0]:
+            raise missing(self._key(name))
+        return values[0]
+
     def structs(self, name: str) -> list[Params]:
         """The structures ``name.N.*`` in index order, each a view to read members from."""
         return [Params(self._flat, f"{self._key(name)}.{index}.", self._used)

@@ -52,6 +52,15 @@ def test_a_list_without_index_is_one_item() -> None:
     assert code(excinfo) == "InvalidParameterValue"
 
 
+def test_single_value_plain_or_as_a_one_item_list() -> None:
+    assert Params({"InstanceId": "i-1"}).single("InstanceId") == "i-1"
+    assert Params({"InstanceId.1": "i-1"}).single("InstanceId") == "i-1"
+    for flat, expected in (({}, "MissingParameter"), ({"InstanceId.1": "a", "InstanceId.2": "b"}, "InvalidParameterValue")):
+        with pytest.raises(Ec2Error) as excinfo:
+            Params(flat).single("InstanceId")
+        assert code(excinfo) == expected
+
+
 def test_zero_based_filters_and_values() -> None:
     p = Params({"Filter.0.Name": "key-name", "Filter.0.Value.0": "a", "Filter.0.Value.1": "b",
                 "Filter.1.Name": "tag-key", "Filter.1.Value.0": "k"})
