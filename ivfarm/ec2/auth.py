@@ -19,10 +19,6 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-
 from ivfarm.ec2.errors import auth_failure, request_expired
 from ivfarm.store.types import as_utc
 
@@ -133,18 +129,33 @@ def _sigv4_time(stamp: str) -> dt.datetime:
         raise auth_failure() from None
 
 
-def _sigv4_check(request: SignedRequest, sig: _Sigv4, query: str, lookup: Lookup) -> tuple[Principal, str]:
-    """Recompute the signature over ``query`` with the scope the client signed; AuthFailure on mismatch."""
+def _canonical_query(query: str, skip: str = "") -> str:
+    pairs = [(urllib.parse.quote(k, safe="-_.~"), urllib.parse.quote(v, safe="-_.~"))
+             for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True) if k != skip]
+    return "&".join(f"{k}={v}" for k, v in sorted(pairs))
+
+
+def sigv4_signature(secret: str, request: SignedRequest, sig: _Sigv4, skip: str = "") -> str:
+    """The SigV4 signature of ``request`` with the client's scope (query parameter ``skip`` left out)."""
+    headers = "".join(f"{name}:{' '.join(request.headers[name].split())}\n" for name in sorted(sig.signed))
+    canonical = "\n".join([request.method, urllib.parse.quote(request.path or "/", safe="/-_.~"),
+                           _canonical_query(request.query, skip), headers, ";".join(sorted(sig.signed)),
+                           hashlib.sha256(request.body).hexdigest()])
+    scope = f"{sig.date}/{sig.region}/{sig.service}/aws4_request"
+    text = f"AWS4-HMAC-SHA256\n{sig.stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+    key = f"AWS4{secret}".encode()
+    for part in (sig.date, sig.region, sig.service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def _sigv4_check(request: SignedRequest, sig: _Sigv4, lookup: Lookup, skip: str = "") -> tuple[Principal, str]:
+    """Recompute the signature with the scope the client signed; AuthFailure on mismatch."""
     declared = request.headers.get("x-amz-content-sha256")
     if declared is not None and declared != hashlib.sha256(request.body).hexdigest():
         raise auth_failure()  # an unsigned or tampered payload
     principal = _principal(lookup, sig.access_key)
-    url = f"http://{request.headers['host']}{request.path}" + (f"?{query}" if query else "")
-    rebuilt = AWSRequest(method=request.method, url=url, data=request.body,
-                         headers={name: request.headers[name] for name in sig.signed})
-    rebuilt.context["timestamp"] = sig.stamp
-    signer = SigV4Auth(Credentials(sig.access_key, principal.secret_key), sig.service, sig.region)
-    expected = signer.signature(signer.string_to_sign(rebuilt, signer.canonical_request(rebuilt)), rebuilt)
+    expected = sigv4_signature(principal.secret_key, request, sig, skip)
     if not hmac.compare_digest(expected, sig.signature):
         raise auth_failure()
     return principal, expected
@@ -161,7 +172,7 @@ def verify_sigv4(request: SignedRequest, lookup: Lookup) -> Verified:
     if "x-amz-date" not in sig.signed:
         raise auth_failure()
     valid_until = _check_time(when)
-    principal, expected = _sigv4_check(request, sig, request.query, lookup)
+    principal, expected = _sigv4_check(request, sig, lookup)
     return Verified(principal, expected, valid_until)
 
 
@@ -171,10 +182,8 @@ def verify_presigned(request: SignedRequest, params: Mapping[str, str], lookup: 
         raise auth_failure()
     if not all(name in params for name in PRESIGNED_PARAMS[:-1]):
         raise auth_failure()
-    pairs = [pair for pair in request.query.split("&") if pair]
-    kept = [pair for pair in pairs if urllib.parse.unquote_plus(pair.partition("=")[0]) != "X-Amz-Signature"]
-    if len(kept) != len(pairs) - 1:
-        raise auth_failure()  # the signature must travel in the query string itself, once
+    if "X-Amz-Signature" not in urllib.parse.parse_qs(request.query):
+        raise auth_failure()  # the signature must travel in the query string itself
     stamp = params["X-Amz-Date"]
     sig = _sigv4_parts(params["X-Amz-Credential"], params["X-Amz-SignedHeaders"], stamp, params["X-Amz-Signature"],
                        request.headers)
@@ -186,7 +195,7 @@ def verify_presigned(request: SignedRequest, params: Mapping[str, str], lookup: 
     now = _now()
     if when - MAX_SKEW > now or now > valid_until:
         raise request_expired()
-    principal, expected = _sigv4_check(request, sig, "&".join(kept), lookup)
+    principal, expected = _sigv4_check(request, sig, lookup, "X-Amz-Signature")
     return Verified(principal, expected, valid_until, PRESIGNED_PARAMS)
 
 
