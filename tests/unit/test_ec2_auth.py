@@ -161,3 +161,15 @@ def test_sigv2_hmac_sha1() -> None:
     assert authenticate(request, params, lookup).principal.farm_name == "alpha"
     fails(request, {**params, "SignatureMethod": "HmacSHA256"})
     fails(request, {**params, "SignatureMethod": "HmacMD5"})
+
+
+def test_any_scope_keeps_the_other_checks() -> None:
+    request = signed_v4("0", "127")
+    auth = request.headers["authorization"]
+    day = auth.split("Credential=")[1].split("/")[1]
+    other_day = auth.replace(f"/{day}/", "/20000101/")
+    no_host = auth.replace("SignedHeaders=content-type;host;x-amz-date", "SignedHeaders=content-type;x-amz-date")
+    bad_scope = auth.replace("/aws4_request", "/aws5_request")
+    for changed in (other_day, no_host, bad_scope):
+        fails(SignedRequest("POST", request.host, "/", "", {**request.headers, "authorization": changed}, BODY))
+    fails(SignedRequest("POST", request.host, "/", "", {**request.headers, "x-amz-content-sha256": "0" * 64}, BODY))
