@@ -14,7 +14,7 @@ from ivfarm.ec2 import (
     handlers,  # noqa: F401 - registers every action
     metrics,
 )
-from ivfarm.ec2.auth import SIGV2_PARAMS, Principal, SignedRequest, Verified, authenticate
+from ivfarm.ec2.auth import Principal, SignedRequest, Verified, authenticate
 from ivfarm.ec2.context import RequestContext
 from ivfarm.ec2.errors import Ec2Error, auth_failure, from_ivfarm, internal
 from ivfarm.ec2.limits import FarmLimits
@@ -95,7 +95,7 @@ class Ec2App:
 
     def _handle(self, environ: dict[str, Any], request_id: str, info: dict[str, str]) -> tuple[str, Any]:
         request, params = self._read(environ)
-        verified = authenticate(request, params, self.lookup, self.region)
+        verified = authenticate(request, params, self.lookup)
         info["farm"] = verified.principal.farm_name
         with self.limits.admit(verified.principal.farm_id):
             return self._dispatch(request, params, verified, request_id, info)
@@ -103,8 +103,7 @@ class Ec2App:
     def _dispatch(self, request: SignedRequest, params: dict[str, str], verified: Verified, request_id: str,
                   info: dict[str, str]) -> tuple[str, Any]:
         principal = verified.principal
-        if "Signature" in params and "authorization" not in request.headers:
-            params = {k: v for k, v in params.items() if k not in SIGV2_PARAMS}
+        params = {k: v for k, v in params.items() if k not in verified.consumed}
         name = params.pop("Action", "")
         params.pop("Version", None)
         handler = ACTIONS.get(name)

@@ -1,5 +1,9 @@
 """Query parameters: ``Name``, lists ``Name.N`` and structures ``Name.N.Member`` with typed reads.
 
+Lists are read as AWS reads them: indexes may start at 0 or any other number and are ordered
+numerically (``Filter.0.Value.0`` included), and a list given as plain ``Name=value`` (as Libcloud
+sends ``KeyName``) is the one-item list ``Name.1``.
+
 Handlers read every parameter they accept, then call ``done()``: any parameter nobody read is an
 ``UnknownParameter`` error, so a typo never passes silently and nothing is changed before the
 whole request has been checked.
@@ -11,7 +15,7 @@ import urllib.parse
 
 from ivfarm.ec2.errors import Ec2Error, echo, invalid_value, missing
 
-_INDEX = re.compile(r"[1-9][0-9]{0,5}")
+_INDEX = re.compile(r"0|[1-9][0-9]{0,5}")
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 MAX_LIST = 1000
 
@@ -123,14 +127,29 @@ class Params:
         return found
 
     def strings(self, name: str, max_length: int | None = None) -> list[str]:
-        """The list ``name.1``, ``name.2``, ... in index order."""
+        """The list ``name.N`` in index order (plain ``name`` alone: a list of that one value)."""
+        indexed = self._indexed(name)
+        if self._key(name) in self._flat:
+            if indexed:
+                raise Ec2Error("InvalidParameterValue",
+                               f"The list {echo(self._key(name))} is given both with and without an index")
+            return [self.string(name, max_length=max_length) or ""]
         values = []
-        for index, rest in sorted(self._indexed(name).items()):
+        for index, rest in sorted(indexed.items()):
             key = f"{self._key(name)}.{index}"
             if rest:
                 raise Ec2Error("UnknownParameter", f"The parameter {echo(key + '.' + rest)} is not recognized")
             values.append(self.string(f"{name}.{index}", max_length=max_length) or "")
         return values
+
+    def single(self, name: str, max_length: int | None = None) -> str:
+        """A required value sent plain or as a one-item list (boto 2 sends GetConsoleOutput's ``InstanceId.1``)."""
+        values = self.strings(name, max_length)
+        if len(values) > 1:
+            raise invalid_value(self._key(name), f"{len(values)} values", "exactly one is expected")
+        if not values or not values[0]:
+            raise missing(self._key(name))
+        return values[0]
 
     def structs(self, name: str) -> list[Params]:
         """The structures ``name.N.*`` in index order, each a view to read members from."""

@@ -1,15 +1,18 @@
-"""Authentication: SigV4 as boto3 and awscli sign, SigV2 as euca2ools and boto2 sign; failures are 401."""
+"""Authentication: SigV4 (header or presigned URL) with the client's scope, SigV2 with SHA256 or SHA1; failures are 401."""
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import hmac
 import http.client
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
-from botocore.auth import SigV2Auth, SigV4Auth
+from botocore.auth import SigV2Auth, SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
@@ -37,10 +40,10 @@ def send(ec2_site: Ec2Site) -> Iterator[Any]:
 
 
 def sigv4(site: Ec2Site, body: bytes, secret: str | None = None, access: str | None = None,
-          region: str | None = None, when: dt.datetime | None = None) -> dict[str, str]:
+          region: str | None = None, when: dt.datetime | None = None, service: str = "ec2") -> dict[str, str]:
     keys = site.farms["alpha"]
     request = AWSRequest(method="POST", url=site.endpoint, data=body, headers={"Content-Type": FORM})
-    signer = SigV4Auth(Credentials(access or keys.access_key, secret or keys.secret_key), "ec2",
+    signer = SigV4Auth(Credentials(access or keys.access_key, secret or keys.secret_key), service,
                        region or site.site.region)
     with mock.patch("botocore.auth.get_current_datetime", return_value=when or dt.datetime.now(dt.UTC)):
         signer.add_auth(request)
@@ -75,14 +78,56 @@ def test_sigv4_as_boto3_signs_is_accepted(ec2_site: Ec2Site, send: Any) -> None:
     assert status == 200 and b"<DescribeInstancesResponse" in answer
 
 
-@pytest.mark.parametrize("change", ["secret", "access", "region", "stale", "future"])
+@pytest.mark.parametrize(("region", "service"), [("0", "127"), ("us-east-1", "ec2"), ("example", "cloud")])
+def test_sigv4_with_any_credential_scope_is_accepted(ec2_site: Ec2Site, send: Any, region: str, service: str) -> None:
+    body = urlencode(PARAMS).encode()
+    status, answer = send("POST", body, sigv4(ec2_site, body, region=region, service=service))
+    assert status == 200 and b"<DescribeInstancesResponse" in answer
+
+
+def presigned_query(site: Ec2Site, expires: int, when: dt.datetime | None = None) -> str:
+    keys = site.farms["alpha"]
+    request = AWSRequest(method="GET", url=f"{site.endpoint}?{urlencode(PARAMS)}")
+    signer = SigV4QueryAuth(Credentials(keys.access_key, keys.secret_key), "ec2", "anywhere", expires=expires)
+    with mock.patch("botocore.auth.get_current_datetime", return_value=when or dt.datetime.now(dt.UTC)):
+        signer.add_auth(request)
+    return request.url.split("?", 1)[1]
+
+
+def test_presigned_url_is_accepted_until_it_expires(ec2_site: Ec2Site, send: Any) -> None:
+    client = ec2_site.client("alpha")
+    for method in ("GET", "POST"):  # the method is signed: boto3 presigns EC2 as POST unless told
+        url = client.generate_presigned_url("describe_instances", Params={}, ExpiresIn=300, HttpMethod=method)
+        status, answer = send(method, b"", {}, query=url.split("?", 1)[1])
+        assert status == 200 and b"<DescribeInstancesResponse" in answer
+    week = presigned_query(ec2_site, 604800, dt.datetime.now(dt.UTC) - dt.timedelta(days=6))
+    assert send("GET", b"", {}, query=week)[0] == 200
+    assert_expired(*send("GET", b"", {}, query=presigned_query(
+        ec2_site, 60, dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2))))
+    assert_auth_failure(*send("GET", b"", {}, query=presigned_query(ec2_site, 604801)))
+    tampered = presigned_query(ec2_site, 60).replace("DescribeInstances", "DescribeKeyPairs")
+    assert_auth_failure(*send("GET", b"", {}, query=tampered))
+
+
+def test_sigv2_hmac_sha1_is_accepted(ec2_site: Ec2Site, send: Any) -> None:
+    keys = ec2_site.farms["alpha"]
+    params = {**PARAMS, "AWSAccessKeyId": keys.access_key, "SignatureVersion": "2", "SignatureMethod": "HmacSHA1",
+              "Timestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    host = urlsplit(ec2_site.endpoint).netloc
+    pairs = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items()))
+    digest = hmac.new(keys.secret_key.encode(), f"POST\n{host}\n/\n{pairs}".encode(), hashlib.sha1).digest()
+    params["Signature"] = base64.b64encode(digest).decode()
+    status, answer = send("POST", urlencode(params).encode(), {"Content-Type": FORM})
+    assert status == 200 and b"<DescribeInstancesResponse" in answer
+
+
+@pytest.mark.parametrize("change", ["secret", "access", "stale", "future"])
 def test_sigv4_with_wrong_credentials_or_time_fails(ec2_site: Ec2Site, send: Any, change: str) -> None:
     body = urlencode(PARAMS).encode()
     now = dt.datetime.now(dt.UTC)
     kwargs: dict[str, Any] = {
         "secret": {"secret": "x" * 40},
         "access": {"access": "AKIAUNKNOWNUNKNOWN00"},
-        "region": {"region": "us-east-1"},
         "stale": {"when": now - dt.timedelta(minutes=16)},
         "future": {"when": now + dt.timedelta(minutes=16)},
     }[change]

@@ -42,10 +42,10 @@ def test_sigv2_expires_years_ahead_is_refused() -> None:
 
     request, params = sigv2(dt.datetime(2036, 1, 1, tzinfo=dt.UTC))
     with pytest.raises(Ec2Error) as excinfo:
-        authenticate(request, params, lookup, "ivfarm-1")
+        authenticate(request, params, lookup)
     assert (excinfo.value.code, excinfo.value.status) == ("RequestExpired", 400)
     request, params = sigv2(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10))
-    assert authenticate(request, params, lookup, "ivfarm-1").principal.farm_name == "alpha"
+    assert authenticate(request, params, lookup).principal.farm_name == "alpha"
 
 
 class Clock:

@@ -26,10 +26,48 @@ def test_lists_are_read_in_index_order_and_checked() -> None:
     p = Params({"InstanceId.2": "b", "InstanceId.10": "c", "InstanceId.1": "a"})
     assert p.strings("InstanceId") == ["a", "b", "c"]
     p.done()
-    for flat in ({"InstanceId.0": "a"}, {"InstanceId.x": "a"}, {"InstanceId.01": "a"}, {"InstanceId.1.Foo": "a"}):
+    for flat in ({"InstanceId.-1": "a"}, {"InstanceId.x": "a"}, {"InstanceId.01": "a"}, {"InstanceId.1.Foo": "a"}):
         with pytest.raises(Ec2Error) as excinfo:
             Params(flat).strings("InstanceId")
         assert code(excinfo) == "UnknownParameter"
+
+
+@pytest.mark.parametrize("flat", [
+    {"ResourceId.0": "a", "ResourceId.1": "b", "ResourceId.2": "c"},
+    {"ResourceId.7": "a", "ResourceId.9": "b", "ResourceId.10": "c"},
+    {"ResourceId.100": "c", "ResourceId.3": "a", "ResourceId.20": "b"},
+])
+def test_lists_start_at_any_index_and_are_ordered_numerically(flat: dict[str, str]) -> None:
+    p = Params(flat)
+    assert p.strings("ResourceId") == ["a", "b", "c"]
+    p.done()
+
+
+def test_a_list_without_index_is_one_item() -> None:
+    p = Params({"KeyName": "mine"})
+    assert p.strings("KeyName") == ["mine"]
+    p.done()
+    with pytest.raises(Ec2Error) as excinfo:
+        Params({"KeyName": "a", "KeyName.1": "b"}).strings("KeyName")
+    assert code(excinfo) == "InvalidParameterValue"
+
+
+def test_single_value_plain_or_as_a_one_item_list() -> None:
+    assert Params({"InstanceId": "i-1"}).single("InstanceId") == "i-1"
+    assert Params({"InstanceId.1": "i-1"}).single("InstanceId") == "i-1"
+    for flat, expected in (({}, "MissingParameter"), ({"InstanceId.1": "a", "InstanceId.2": "b"}, "InvalidParameterValue")):
+        with pytest.raises(Ec2Error) as excinfo:
+            Params(flat).single("InstanceId")
+        assert code(excinfo) == expected
+
+
+def test_zero_based_filters_and_values() -> None:
+    p = Params({"Filter.0.Name": "key-name", "Filter.0.Value.0": "a", "Filter.0.Value.1": "b",
+                "Filter.1.Name": "tag-key", "Filter.1.Value.0": "k"})
+    filters = parse_filters(p, {"key-name": lambda k: (k,)})
+    p.done()
+    assert [f.name for f in filters.filters] == ["key-name", "tag-key"]
+    assert filters.match("b", {"k": ""}) and not filters.match("c", {"k": ""})
 
 
 def test_structures_and_unread_parameters() -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from ivfarm import ids
 from ivfarm.ec2.context import RequestContext
 from ivfarm.ec2.errors import Ec2Error, combination, echo, malformed, missing, not_found
+from ivfarm.ec2.filter_table import documented
 from ivfarm.ec2.filters import parse_filters
 from ivfarm.ec2.handlers.common import (
     farm_row,
@@ -37,7 +38,7 @@ class Candidate(NamedTuple):
     private_ip: str | None
 
 
-ADDRESS_FILTERS = {
+ADDRESS_FILTERS = documented("DescribeAddresses", {
     "public-ip": lambda c: (c.address.public_ip,),
     "allocation-id": lambda c: (c.address.allocation_id,),
     "association-id": lambda c: (c.address.association_id,),
@@ -45,7 +46,7 @@ ADDRESS_FILTERS = {
     "private-ip-address": lambda c: (c.private_ip,),
     "domain": lambda c: ("vpc",),
     "public-ipv4-pool": lambda c: ("ivfarm",),
-}
+})
 
 
 def _public_ip(value: str | None) -> str | None:

@@ -8,10 +8,12 @@ from ivfarm import ids
 from ivfarm.ec2 import pagination
 from ivfarm.ec2.context import RequestContext, account_id
 from ivfarm.ec2.errors import Ec2Error, echo, malformed, not_found
+from ivfarm.ec2.filter_table import documented
 from ivfarm.ec2.filters import parse_filters
 from ivfarm.ec2.params import Params
 from ivfarm.ec2.queries import tags_of
 from ivfarm.ec2.registry import action
+from ivfarm.ec2.serializer import timestamp
 from ivfarm.ec2.views.catalog import (
     SITE_OWNER_ALIAS,
     SITE_OWNER_ID,
@@ -22,7 +24,7 @@ from ivfarm.services.compute.flavors import list_flavors
 from ivfarm.services.images.catalog import list_images
 
 _ACCOUNT = re.compile(r"[0-9]{12}")
-IMAGE_FILTERS = {
+IMAGE_FILTERS = documented("DescribeImages", {
     "image-id": lambda i: (i["imageId"],),
     "name": lambda i: (i["name"],),
     "state": lambda i: (i["imageState"],),
@@ -38,8 +40,9 @@ IMAGE_FILTERS = {
     "root-device-name": lambda i: (i["rootDeviceName"],),
     "virtualization-type": lambda i: (i["virtualizationType"],),
     "hypervisor": lambda i: (i["hypervisor"],),
-}
-TYPE_FILTERS = {
+    "creation-date": lambda i: (timestamp(i["creationDate"]),),
+})
+TYPE_FILTERS = documented("DescribeInstanceTypes", {
     "instance-type": lambda t: (t["instanceType"],),
     "current-generation": lambda t: ("true",),
     "vcpu-info.default-vcpus": lambda t: (str(t["vCpuInfo"]["defaultVCpus"]),),
@@ -49,7 +52,8 @@ TYPE_FILTERS = {
         str(t["instanceStorageInfo"]["totalSizeInGB"]) if t["instanceStorageInfo"] else None,),
     "processor-info.supported-architecture": lambda t: ("x86_64",),
     "hypervisor": lambda t: (t["hypervisor"],),
-}
+    "vcpu-info.default-cores": lambda t: (str(t["vCpuInfo"]["defaultCores"]),),
+})
 
 
 def _owner_matches(owners: list[str], owner_id: str, mine: str) -> bool:

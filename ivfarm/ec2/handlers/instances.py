@@ -13,6 +13,7 @@ from ivfarm import ids
 from ivfarm.ec2 import pagination
 from ivfarm.ec2.context import RequestContext
 from ivfarm.ec2.errors import Ec2Error, combination, echo, invalid_value, malformed
+from ivfarm.ec2.filter_table import documented
 from ivfarm.ec2.filters import parse_filters
 from ivfarm.ec2.handlers.common import id_list, tag_specifications, visible_seconds
 from ivfarm.ec2.handlers.metadata_options import read_options
@@ -26,8 +27,9 @@ from ivfarm.ec2.queries import (
     visible_instances,
 )
 from ivfarm.ec2.registry import action
+from ivfarm.ec2.serializer import timestamp
 from ivfarm.ec2.views.common import STATE_CODES, ec2_state
-from ivfarm.ec2.views.instances import Related, reservation, reservations, status_item
+from ivfarm.ec2.views.instances import ROOT_DEVICE, Related, reservation, reservations, status_item
 from ivfarm.errors import InvalidInput, NotFound, PoolExhausted
 from ivfarm.services.compute import instances
 from ivfarm.services.network import firewall
@@ -49,7 +51,7 @@ class Candidate(NamedTuple):
     related: Related
 
 
-INSTANCE_FILTERS = {
+INSTANCE_FILTERS = documented("DescribeInstances", {
     "instance-id": lambda c: (c.row.id,),
     "instance-state-name": lambda c: (ec2_state(c.row.state),),
     "instance-state-code": lambda c: (str(STATE_CODES[ec2_state(c.row.state)]),),
@@ -81,18 +83,28 @@ INSTANCE_FILTERS = {
     "network-interface.vpc-id": lambda c: (c.related.vpc_id,),
     "network-interface.subnet-id": lambda c: (c.related.subnet_id,),
     "instance-initiated-shutdown-behavior": lambda c: (c.row.shutdown_behavior,),
-}
-STATUS_FILTERS = {
+    "launch-time": lambda c: (timestamp(c.row.launched_at or c.row.created_at),),
+    "monitoring-state": lambda c: ("disabled",),
+    "reason": lambda c: (c.row.state_reason,),
+    "root-device-name": lambda c: (ROOT_DEVICE,),
+})
+STATUS_FILTERS = documented("DescribeInstanceStatus", {
     "availability-zone": INSTANCE_FILTERS["availability-zone"],
     "instance-state-name": INSTANCE_FILTERS["instance-state-name"],
     "instance-state-code": INSTANCE_FILTERS["instance-state-code"],
     "system-status.status": lambda c: (_health(c.row.state),),
     "instance-status.status": lambda c: (_health(c.row.state),),
-}
+    "system-status.reachability": lambda c: (_reachability(c.row.state),),
+    "instance-status.reachability": lambda c: (_reachability(c.row.state),),
+})
 
 
 def _health(state: str) -> str:
     return {"running": "ok", "pending": "initializing"}.get(ec2_state(state), "not-applicable")
+
+
+def _reachability(state: str) -> str | None:
+    return {"ok": "passed", "initializing": "initializing"}.get(_health(state))
 
 
 def _user_data(raw: str | None) -> bytes | None:

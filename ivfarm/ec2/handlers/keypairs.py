@@ -8,6 +8,7 @@ from typing import Any
 from ivfarm import ids
 from ivfarm.ec2.context import RequestContext
 from ivfarm.ec2.errors import Ec2Error, echo, malformed, not_found
+from ivfarm.ec2.filter_table import documented
 from ivfarm.ec2.filters import parse_filters
 from ivfarm.ec2.handlers.common import id_list, tag_specifications
 from ivfarm.ec2.params import Params
@@ -18,12 +19,12 @@ from ivfarm.ec2.views.resources import key_pair_item
 from ivfarm.errors import AlreadyExists, InvalidInput
 from ivfarm.services.tenancy import keypairs
 
-KEY_FILTERS = {
+KEY_FILTERS = documented("DescribeKeyPairs", {
     "key-name": lambda k: (k.name,),
     "key-pair-id": lambda k: (k.id,),
     "fingerprint": lambda k: (k.fingerprint,),
     "key-type": lambda k: (keypairs.key_type(k.public_key),),
-}
+})
 
 
 def _name(p: Params) -> str:

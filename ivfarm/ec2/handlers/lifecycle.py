@@ -131,7 +131,7 @@ def terminate_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
 @action("GetConsoleOutput")
 def get_console_output(ctx: RequestContext, p: Params) -> dict[str, Any]:
     """The last 64 KiB of the instance's serial console log, base64."""
-    instance_id = p.required("InstanceId", max_length=64)
+    instance_id = p.single("InstanceId", max_length=64)
     p.boolean("Latest")
     p.done()
     if not ids.is_valid(instance_id, "instance"):

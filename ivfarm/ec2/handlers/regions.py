@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from ivfarm.ec2.context import RequestContext, vpc_id
 from ivfarm.ec2.errors import Ec2Error, echo
+from ivfarm.ec2.filter_table import documented
 from ivfarm.ec2.filters import parse_filters
 from ivfarm.ec2.handlers.common import farm_row
 from ivfarm.ec2.params import Params
@@ -14,12 +15,12 @@ from ivfarm.ec2.registry import action
 from ivfarm.ec2.views.catalog import attribute_item, region_item, zone_item
 from ivfarm.store.models import HOST_CLASSES, Farm, Host
 
-REGION_FILTERS = {
+REGION_FILTERS = documented("DescribeRegions", {
     "region-name": lambda r: (r["regionName"],),
     "endpoint": lambda r: (r["regionEndpoint"],),
     "opt-in-status": lambda r: (r["optInStatus"],),
-}
-ZONE_FILTERS = {
+})
+ZONE_FILTERS = documented("DescribeAvailabilityZones", {
     "zone-name": lambda z: (z["zoneName"],),
     "zone-id": lambda z: (z["zoneId"],),
     "state": lambda z: (z["zoneState"],),
@@ -27,7 +28,7 @@ ZONE_FILTERS = {
     "zone-type": lambda z: (z["zoneType"],),
     "group-name": lambda z: (z["groupName"],),
     "opt-in-status": lambda z: (z["optInStatus"],),
-}
+})
 
 
 @action("DescribeRegions")

@@ -8,6 +8,7 @@ from ivfarm import ids
 from ivfarm.ec2 import pagination
 from ivfarm.ec2.context import RequestContext
 from ivfarm.ec2.errors import Ec2Error, malformed, missing
+from ivfarm.ec2.filter_table import documented
 from ivfarm.ec2.filters import parse_filters
 from ivfarm.ec2.handlers.common import (
     checked_tags,
@@ -21,12 +22,12 @@ from ivfarm.ec2.views.resources import tag_item
 from ivfarm.errors import InvalidInput
 from ivfarm.services.tenancy import tags as tag_service
 
-TAG_FILTERS = {
+TAG_FILTERS = documented("DescribeTags", {
     "key": lambda t: (t.key,),
     "value": lambda t: (t.value,),
     "resource-id": lambda t: (t.resource_id,),
     "resource-type": lambda t: (t.resource_type,),
-}
+})
 
 
 def _resources(p: Params) -> list[str]:
