@@ -1,4 +1,4 @@
-"""Whole farm-user sessions through boto 2 and Apache Libcloud's EC2 and Eucalyptus drivers.
+"""Whole farm-user sessions (security groups included) through boto 2 and Apache Libcloud's EC2 and Eucalyptus drivers.
 
 Each client talks to ``ivfarm ec2 serve`` on 127.0.0.1 as it would to any private cloud: boto 2
 signs SigV4 with a scope derived from the host name (region ``0``, service ``127``), Libcloud's EC2
@@ -29,7 +29,7 @@ CONSOLE = b"Linux version 6.1\r\nivfarm login: "
 
 @pytest.fixture
 def cleanup(ec2_site: Ec2Site) -> Iterator[None]:
-    """Terminate alpha's instances, release extra addresses and delete key pairs the test leaves."""
+    """Terminate alpha's instances, release extra addresses, delete key pairs and groups the test leaves."""
     yield
     client = ec2_site.client("alpha")
     live = [i["InstanceId"] for r in client.describe_instances()["Reservations"] for i in r["Instances"]
@@ -43,6 +43,9 @@ def cleanup(ec2_site: Ec2Site) -> Iterator[None]:
         client.release_address(AllocationId=address["AllocationId"])
     for key in client.describe_key_pairs()["KeyPairs"]:
         client.delete_key_pair(KeyName=key["KeyName"])
+    for group in client.describe_security_groups()["SecurityGroups"]:
+        if group["GroupName"] != "default":
+            client.delete_security_group(GroupId=group["GroupId"])
 
 
 def boto2(ec2_site: Ec2Site, farm: str = "alpha") -> EC2Connection:
@@ -59,10 +62,25 @@ def test_boto2_session(ec2_site: Ec2Site, cleanup: None) -> None:
     assert "PRIVATE KEY" in key.material
     assert [k.name for k in conn.get_all_key_pairs(keynames=["boto2-key"])] == ["boto2-key"]
 
+    group = conn.create_security_group("boto2-web", "web servers")
+    assert conn.authorize_security_group(group_name="boto2-web", ip_protocol="tcp", from_port=80, to_port=80,
+                                         cidr_ip="0.0.0.0/0")
+    (listed,) = conn.get_all_security_groups(groupnames=["boto2-web"])
+    assert listed.id == group.id
+    assert [(r.ip_protocol, r.from_port, r.to_port, [str(g) for g in r.grants]) for r in listed.rules] == [
+        ("tcp", "80", "80", ["0.0.0.0/0"])]
+
     reservation = conn.run_instances(ec2_site.ami, key_name="boto2-key", user_data=USER_DATA,
-                                     instance_type="m1.tiny")
+                                     instance_type="m1.tiny", security_groups=["boto2-web"])
     (instance,) = reservation.instances
     poll_until(lambda: instance.update() == "running", timeout_s=60)
+    assert [g.name for g in instance.groups] == ["boto2-web"]
+    with pytest.raises(EC2ResponseError) as in_use:
+        conn.delete_security_group("boto2-web")
+    assert in_use.value.error_code == "DependencyViolation"
+    assert conn.revoke_security_group(group_name="boto2-web", ip_protocol="tcp", from_port=80, to_port=80,
+                                      cidr_ip="0.0.0.0/0")
+    assert conn.get_all_security_groups(groupnames=["boto2-web"])[0].rules == []
     assert instance.key_name == "boto2-key" and instance.private_ip_address
     user_data = conn.get_instance_attribute(instance.id, "userData")["userData"]
     assert base64.b64decode(user_data).decode() == USER_DATA
@@ -91,6 +109,7 @@ def test_boto2_session(ec2_site: Ec2Site, cleanup: None) -> None:
     conn.terminate_instances([instance.id])
     poll_until(lambda: instance.update() == "terminated", timeout_s=60)
     assert conn.delete_key_pair("boto2-key")
+    assert conn.delete_security_group("boto2-web")
 
 
 def test_boto2_errors_are_ec2_errors(ec2_site: Ec2Site) -> None:
@@ -131,13 +150,20 @@ def test_libcloud_session(ec2_site: Ec2Site, cleanup: None, make_driver: Callabl
     assert "PRIVATE KEY" in key.private_key
     assert driver.get_key_pair("lc-key").name == "lc-key"  # KeyName without an index
 
+    group_name = f"lc-web-{driver.name}"
+    assert driver.ex_create_security_group(group_name, "web servers")["group_id"].startswith("sg-")
+    assert driver.ex_authorize_security_group(group_name, 80, 80, "0.0.0.0/0")  # the flat classic form
+    (group,) = driver.ex_get_security_groups(group_names=[group_name])
+    assert [(r["protocol"], r["from_port"], r["to_port"], r["cidr_ips"]) for r in group.ingress_rules] == [
+        ("tcp", "80", "80", ["0.0.0.0/0"])]
+
     image = NodeImage(id=ec2_site.ami, name="base", driver=driver)
     size = NodeSize(id="m1.tiny", name="m1.tiny", ram=512, disk=8, bandwidth=None, price=None, driver=driver)
     node = driver.create_node(name="lc-node", image=image, size=size, ex_keyname="lc-key",
-                              ex_userdata=USER_DATA)  # the Name tag goes as ResourceId.0
+                              ex_userdata=USER_DATA, ex_security_groups=[group_name])  # Name tag: ResourceId.0
     ((running, _),) = driver.wait_until_running([node], wait_period=1, timeout=60, ssh_interface="private_ips")
     assert running.state == NodeState.RUNNING and running.extra["key_name"] == "lc-key"
-    assert running.name == "lc-node"
+    assert running.name == "lc-node" and running.extra["groups"][0]["group_name"] == group_name
 
     role = f"libcloud-{driver.name}"  # the instances of earlier tests stay visible while terminated
     assert driver.ex_create_tags(node, {"role": role})
@@ -163,3 +189,4 @@ def test_libcloud_session(ec2_site: Ec2Site, cleanup: None, make_driver: Callabl
     assert driver.destroy_node(node)
     poll_until(lambda: _status(driver, node.id) == "terminated", timeout_s=60)
     assert driver.delete_key_pair(key)
+    assert driver.ex_delete_security_group(group_name)
