@@ -19,9 +19,10 @@ def ec2() -> None:
 @ec2.command("serve")
 @click.option("--listen", metavar="HOST:PORT", help="Address to listen on [default: ec2.listen of the config, 127.0.0.1:8773].")
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True, help="Request threads.")
+@click.option("--no-provisioner", is_flag=True, help="Only queue jobs; 'ivfarm provisioner' processes carry them out.")
 @pass_cloud
-def serve(cloud: Cloud, listen: str | None, threads: int) -> None:
-    """Serve the EC2 Query API until SIGTERM (one log line per request on stderr)."""
+def serve(cloud: Cloud, listen: str | None, threads: int, no_provisioner: bool) -> None:
+    """Serve the EC2 Query API until SIGTERM (one log line per request on stderr), with an embedded provisioner."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
     for name in ("ivfarm.ec2.access", "ivfarm.ec2.server"):
@@ -29,4 +30,4 @@ def serve(cloud: Cloud, listen: str | None, threads: int) -> None:
         logger.setLevel(logging.INFO)
         logger.addHandler(handler)
         logger.propagate = False
-    run_server(cloud, listen or str(cloud.config.get("ec2.listen")), threads)
+    run_server(cloud, listen or str(cloud.config.get("ec2.listen")), threads, embedded=not no_provisioner)

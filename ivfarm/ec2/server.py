@@ -1,8 +1,8 @@
 """Serve the EC2 app with waitress (threaded); stop cleanly on SIGTERM or SIGINT.
 
 Stopping closes the listening socket first, lets requests in flight finish and their answers
-go out, then lets the provisioning pool finish the jobs it is running (queued jobs are left
-to ``ivfarm reconcile``).
+go out, then lets the embedded provisioner (unless disabled) finish the jobs it is running
+(queued jobs stay in the store for the next provisioner).
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from waitress import create_server, wasyncore
 
 from ivfarm.cloud import Cloud
 from ivfarm.ec2.app import Ec2App
-from ivfarm.ec2.provisioner import Provisioner
 from ivfarm.errors import ConfigError
+from ivfarm.services.jobs.provisioner import Provisioner
 
 log = logging.getLogger("ivfarm.ec2.server")
 DRAIN_S = 30.0
@@ -38,18 +38,19 @@ def _busy(channels: dict[int, Any], app: Ec2App) -> bool:
     return any(getattr(c, "requests", None) or getattr(c, "total_outbufs_len", 0) for c in channels.values())
 
 
-def serve(cloud: Cloud, listen: str, threads: int = 8) -> None:
-    """Run the EC2 endpoint until SIGTERM/SIGINT."""
+def serve(cloud: Cloud, listen: str, threads: int = 8, embedded: bool = True) -> None:
+    """Run the EC2 endpoint until SIGTERM/SIGINT, with one embedded provisioner unless not ``embedded``."""
     host, port = parse_listen(listen)
-    provisioner = Provisioner(cloud, int(cloud.config.get("ec2.provision_workers")))
-    app = Ec2App(cloud, provisioner)
+    app = Ec2App(cloud)
     try:
         server = create_server(app, host=host, port=port, threads=threads, ident="ivfarm", expose_tracebacks=False)
     except OSError as exc:
-        provisioner.shutdown()
         raise ConfigError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    provisioner = Provisioner(cloud, int(cloud.config.get("ec2.provision_workers"))) if embedded else None
+    if provisioner is not None:
+        provisioner.start()
     channels = server._map  # waitress's socket map: the listener, its trigger and client connections
     log.info("ivfarm EC2 endpoint on http://%s:%s/ (region %s)", host, server.effective_port, app.region)
     try:
@@ -60,10 +61,9 @@ def serve(cloud: Cloud, listen: str, threads: int = 8) -> None:
         deadline = time.monotonic() + DRAIN_S
         while _busy(channels, app) and time.monotonic() < deadline:
             wasyncore.loop(timeout=0.05, map=channels, count=1)
-        dropped = provisioner.shutdown()
-        if dropped:
-            log.info("%d queued provisioning job(s) left for 'ivfarm reconcile'", dropped)
     finally:
+        if provisioner is not None:
+            provisioner.stop()
         server.task_dispatcher.shutdown()
         wasyncore.close_all(channels)
         for sig, handler in previous.items():

@@ -73,7 +73,7 @@ def with_one_more_revision(tmp_path: Path) -> tuple[Path, str]:
     location = tmp_path / "migrations"
     shutil.copytree(migrations.MIGRATIONS, location, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
     head = migrations.head()
-    following = f"{int(head) + 1:04d}"
+    following = f"{int(head[:4]) + 1:04d}"
     (location / "versions" / f"{following}_host_test_note.py").write_text(textwrap.dedent(f'''\
         import sqlalchemy as sa
         from alembic import op

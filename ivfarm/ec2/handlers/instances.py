@@ -121,6 +121,7 @@ def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
         image=image_id, flavor=flavor, host_class=host_class, count=max_count, min_count=min_count,
         name=name if name and _HOSTNAME.fullmatch(name) else None, farm_id=ctx.farm_id, key_name=key_name,
         user_data=user_data, client_token=client_token, tags=tags, dry_run=ctx.dry_run,
+        request_id=ctx.request_id,
     )
 
 
@@ -154,7 +155,7 @@ def _launch(ctx: RequestContext, request: instances.LaunchRequest) -> list[Insta
 
 @action("RunInstances")
 def run_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
-    """Reserve, place and record instances as pending; the provisioner builds them afterwards."""
+    """Reserve, place and record instances as pending, with their provision jobs; a provisioner builds them."""
     request = _launch_request(ctx, p)
     earlier, related = _check_references(ctx, request)
     if earlier and (earlier[0].image_id != request.image or earlier[0].flavor_name != request.flavor):
@@ -168,7 +169,6 @@ def run_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
         return reservation(rows[0].reservation_id, rows, related, ctx.owner_id)
     if request.tags:  # stored by launch() in the same transaction as the instances
         related.tags = {i: request.tags for i in instance_ids}
-    ctx.provisioner.provision(instance_ids, ctx.request_id)
     return reservation(launched[0].reservation_id, launched, related, ctx.owner_id)
 
 

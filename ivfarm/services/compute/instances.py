@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ from ivfarm.services.runtime.context import CloudContext
 from ivfarm.services.runtime.naming import DOMAIN_PREFIX
 from ivfarm.services.tenancy import quotas
 from ivfarm.services.tenancy.tags import add_tags
+from ivfarm.store import jobs
 from ivfarm.store.models import HOST_CLASSES, IN_FLIGHT, Flavor, Host, Image, Instance, utcnow
 from ivfarm.store.states import InstanceState as S
 from ivfarm.store.transitions import compare_and_set
@@ -49,6 +51,7 @@ class LaunchRequest:
     key_name: str | None = None
     user_data: bytes | None = None
     client_token: str | None = None
+    request_id: str = ""  # the API request that asked, named in the provisioner's log
     public_nic: bool = False
     restart_policy: str = "none"
     tags: dict[str, str] = field(default_factory=dict)
@@ -158,6 +161,8 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
             )
             session.add(instance)
             instances.append(instance)
+            jobs.enqueue(session, "provision", instance_id=instance_id, farm_id=request.farm_id,
+                         host_id=host_ids[host.name], payload={"request": request.request_id})
         session.flush()
         if request.tags and farm is not None:
             add_tags(session, farm.id, {i.id: "instance" for i in instances}, request.tags)
@@ -178,12 +183,15 @@ def set_state(cloud: CloudContext, instance_id: str, state: str, reason: str = "
 
 
 def _transition(cloud: CloudContext, instance_id: str, allowed: Sequence[str], new_state: str,
-                farm_id: int | None) -> tuple[Instance, Host | None]:
+                farm_id: int | None, job: dict[str, Any] | None = None) -> tuple[Instance, Host | None]:
     with cloud.store.write() as session:
         instance = get_instance(session, instance_id, farm_id)
         if instance.state not in allowed:
             raise InvalidState(f"instance {instance_id} is {instance.state}; this needs it to be {' or '.join(allowed)}")
         compare_and_set(session, instance_id, new_state, expect=allowed, owner=journal.me())
+        if job is not None:  # the work is queued by the transaction that decided it
+            jobs.enqueue(session, str(job["kind"]), instance_id=instance_id, farm_id=instance.farm_id,
+                         host_id=instance.host_id, payload=job)
         host = session.get(Host, instance.host_id) if instance.host_id else None
     journal.watch(cloud)
     return instance, host
@@ -199,9 +207,10 @@ def stop(cloud: CloudContext, instance_id: str, force: bool = False, farm_id: in
     set_state(cloud, instance.id, S.STOPPED, "User initiated", expect=(S.STOPPING,))
 
 
-def begin_stop(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
-    """Mark a running instance ``stopping`` at once (the EC2 facade answers, then runs ``stop``)."""
-    _transition(cloud, instance_id, (S.RUNNING, S.REBOOTING, S.STOPPING), S.STOPPING, farm_id)
+def begin_stop(cloud: CloudContext, instance_id: str, farm_id: int | None = None, force: bool = False) -> None:
+    """Mark a running instance ``stopping`` and queue its stop job (the EC2 facade answers at once)."""
+    _transition(cloud, instance_id, (S.RUNNING, S.REBOOTING, S.STOPPING), S.STOPPING, farm_id,
+                job={"kind": "stop", "force": force})
 
 
 def start(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from ivfarm.services.runtime.context import CloudContext
-from ivfarm.store import Store
+from ivfarm.store import Store, jobs
 from ivfarm.store.models import IN_FLIGHT, Instance, Operation, utcnow
 
 log = logging.getLogger(__name__)
@@ -196,8 +196,11 @@ def target_busy(cloud: CloudContext, session: Session, target: str) -> bool:
 
 
 def instance_busy(cloud: CloudContext, session: Session, instance: Instance) -> bool:
-    """True while a live process works on the instance: its owner (for a state in flight) or an operation."""
+    """True while a live process works on the instance: its owner (for a state in flight), a job of the
+    queue, or an operation."""
     if instance.state in IN_FLIGHT and owner_alive(cloud, instance.owner, instance.heartbeat_at):
+        return True
+    if jobs.instances_with_jobs(session, lapse(cloud), instance.id):  # a provisioner will do (or does) its work
         return True
     return target_busy(cloud, session, instance.id)
 
@@ -226,4 +229,5 @@ def busy_targets(cloud: CloudContext) -> set[str]:
                 .where(Instance.state.in_(IN_FLIGHT), Instance.owner.is_not(None))):
             if owner_alive(cloud, owner, heartbeat):
                 busy.add(instance_id)
+        busy |= jobs.instances_with_jobs(session, lapse(cloud))
     return busy
