@@ -6,7 +6,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ivfarm.cloud import Cloud
 from ivfarm.services.compute import instances, provisioning
