@@ -126,11 +126,11 @@ def outstanding(store: Store, instance_ids: list[str] | None = None) -> int:
         return len(list(session.scalars(stmt)))
 
 
-def instances_with_jobs(session: Session, lapse: dt.timedelta, instance_id: str | None = None) -> set[str]:
-    """Instances in flight a provisioner works on now (a job running with a fresh heartbeat); while a job
-    is only queued, the instance's owner (the process that decided it) stands for it."""
-    stmt = select(Job.instance_id).join(Instance, Instance.id == Job.instance_id).where(
-        Instance.state.in_(IN_FLIGHT), Job.state == "running", Job.heartbeat_at >= utcnow() - lapse)
+def running_for_instances(session: Session, instance_id: str | None = None) -> list[tuple[str, str, dt.datetime | None]]:
+    """(instance, worker, heartbeat) of each running job of an instance in flight (of ``instance_id``); while a
+    job is only queued, the instance's owner (the process that decided it) stands for it."""
+    stmt = select(Job.instance_id, Job.worker, Job.heartbeat_at).join(Instance, Instance.id == Job.instance_id).where(
+        Instance.state.in_(IN_FLIGHT), Job.state == "running")
     if instance_id is not None:
         stmt = stmt.where(Job.instance_id == instance_id)
-    return {str(i) for i in session.scalars(stmt)}
+    return [(str(i), str(w), h) for i, w, h in session.execute(stmt)]

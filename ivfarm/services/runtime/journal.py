@@ -200,8 +200,8 @@ def instance_busy(cloud: CloudContext, session: Session, instance: Instance) -> 
     queue, or an operation."""
     if instance.state in IN_FLIGHT and owner_alive(cloud, instance.owner, instance.heartbeat_at):
         return True
-    if jobs.instances_with_jobs(session, lapse(cloud), instance.id):  # a provisioner will do (or does) its work
-        return True
+    if any(owner_alive(cloud, worker, beat) for _, worker, beat in jobs.running_for_instances(session, instance.id)):
+        return True  # a live provisioner is working on it
     return target_busy(cloud, session, instance.id)
 
 
@@ -229,5 +229,6 @@ def busy_targets(cloud: CloudContext) -> set[str]:
                 .where(Instance.state.in_(IN_FLIGHT), Instance.owner.is_not(None))):
             if owner_alive(cloud, owner, heartbeat):
                 busy.add(instance_id)
-        busy |= jobs.instances_with_jobs(session, lapse(cloud))
+        busy |= {instance_id for instance_id, worker, beat in jobs.running_for_instances(session)
+                 if owner_alive(cloud, worker, beat)}
     return busy
