@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 
+import pytest
 from sqlalchemy import select
 
 from ivfarm.cloud import Cloud
@@ -17,6 +19,7 @@ from ivfarm.services.jobs.provisioner import Provisioner
 from ivfarm.store import jobs
 from ivfarm.store.jobs import Limits
 from ivfarm.store.models import Image, Instance, Job
+from tests.support.polling import poll_until
 
 WIDE = Limits(per_host=1000, per_farm=1000)
 LAPSE = dt.timedelta(seconds=60)
@@ -126,3 +129,23 @@ def test_the_provisioner_builds_stops_and_tears_down_from_the_queue(
 
 def cloud_domain(cloud: Cloud, uri: str, instance_id: str) -> object:
     return cloud.hypervisor.status(uri, instances.domain_name(instance_id))
+
+
+def test_notify_wakes_an_idle_provisioner_on_postgresql(db_cloud: Cloud) -> None:
+    if db_cloud.store.is_sqlite:
+        pytest.skip("SQLite has one provisioner, polling")
+    worker = Provisioner(db_cloud, 1)
+    worker.poll_s = 60.0  # only a NOTIFY can wake it in time
+    worker.start()
+    try:
+        time.sleep(0.5)  # idle, waiting
+        [job_id] = queue(db_cloud, "stop")
+        poll_until(lambda: job_state(db_cloud, job_id) == "failed", 10, 0.05, "the NOTIFY woke nobody")
+    finally:
+        worker.stop()
+
+
+def job_state(cloud: Cloud, job_id: int) -> str | None:
+    with cloud.store.read() as session:
+        row = session.get(Job, job_id)
+        return row.state if row else None

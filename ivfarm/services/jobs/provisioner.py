@@ -23,6 +23,7 @@ from ivfarm.store import jobs
 from ivfarm.store.jobs import Claimed, Limits
 
 log = logging.getLogger(__name__)
+LISTEN_TICK_S = 0.5
 
 
 def run_job(cloud: CloudContext, job: Claimed) -> None:
@@ -122,7 +123,7 @@ class Provisioner:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute(f"LISTEN {jobs.CHANNEL}")
                 while not self._stop.is_set():
-                    if select.select([conn.fileno()], [], [], self.poll_s)[0]:
+                    if select.select([conn.fileno()], [], [], LISTEN_TICK_S)[0]:  # short: stop() is seen soon
                         if list(conn.notifies(timeout=0)):
                             with self._wake:
                                 self._wake.notify_all()
