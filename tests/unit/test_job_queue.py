@@ -122,9 +122,18 @@ def test_the_provisioner_builds_stops_and_tears_down_from_the_queue(
     worker.run_until(lambda: jobs.outstanding(db_cloud.store) == 0)
     assert states(db_cloud, ids) == ["stopped"] + ["terminated"] * 3
     assert cloud_domain(db_cloud, uri, ids[1]) is None
+
+    instances.begin_start(db_cloud, ids[0], queue=True)
+    assert states(db_cloud, ids[:1]) == ["pending"]
+    worker.run_until(lambda: jobs.outstanding(db_cloud.store) == 0)
+    instances.begin_reboot(db_cloud, ids[0], queue=True)
+    assert states(db_cloud, ids[:1]) == ["rebooting"]
+    worker.run_until(lambda: jobs.outstanding(db_cloud.store) == 0)
+    assert states(db_cloud, ids[:1]) == ["running"]
     with db_cloud.store.read() as session:
         kinds = Counter(session.scalars(select(Job.kind).where(Job.state == "done")))
-    assert kinds == {"provision": 4, "stop": 1, "terminate": 3, jobs.ROUTER_SYNC: 1}  # one sync for the batch
+    # one router sync for the batch of three terminations
+    assert kinds == {"provision": 4, "stop": 1, "terminate": 3, jobs.ROUTER_SYNC: 1, "start": 1, "reboot": 1}
 
 
 def cloud_domain(cloud: Cloud, uri: str, instance_id: str) -> object:

@@ -65,7 +65,7 @@ def start_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
     ctx.proceed()
     for row in rows:
         if row.state == "stopped":
-            instances.start(ctx.cloud, row.id, farm_id=ctx.farm_id)
+            instances.begin_start(ctx.cloud, row.id, farm_id=ctx.farm_id, queue=True)
     now = _states(ctx, [row.id for row in rows])
     return {"instancesSet": [state_change(row.id, row.state, now[row.id]) for row in rows]}
 
@@ -102,7 +102,7 @@ def reboot_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
             raise _refuse(row, "rebooted")
     ctx.proceed()
     for row in rows:
-        instances.reboot(ctx.cloud, row.id, farm_id=ctx.farm_id)
+        instances.begin_reboot(ctx.cloud, row.id, farm_id=ctx.farm_id, queue=True)
     return {"return": True}
 
 

@@ -213,8 +213,9 @@ def begin_stop(cloud: CloudContext, instance_id: str, farm_id: int | None = None
                 job={"kind": "stop", "force": force})
 
 
-def start(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
-    """Start a stopped instance on its host (capacity and quota are checked again)."""
+def begin_start(cloud: CloudContext, instance_id: str, farm_id: int | None = None, queue: bool = False) -> None:
+    """Check capacity and quota again and mark a stopped instance ``pending``; with ``queue``, its
+    start job is queued by the same transaction (else call ``finish_start``)."""
     with cloud.store.write() as session:
         instance = get_instance(session, instance_id, farm_id)
         if instance.state != S.STOPPED:
@@ -229,8 +230,14 @@ def start(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> 
         if not capacity.fits(Request(instance.vcpus, instance.memory_mb, 0, instance.host_class)):
             raise InvalidState(f"host {host.name} has no room to start {instance_id} now")
         compare_and_set(session, instance_id, S.PENDING, expect=(S.STOPPED,), reason="", owner=journal.me())
-        uri = host.uri
+        if queue:
+            jobs.enqueue(session, "start", instance_id=instance_id, farm_id=instance.farm_id, host_id=host.id)
     journal.watch(cloud)
+
+
+def finish_start(cloud: CloudContext, instance_id: str) -> None:
+    """Start the domain of an instance ``begin_start`` made pending; back to stopped if that fails."""
+    uri = _host_uri(cloud, instance_id)
     try:
         cloud.hypervisor.start(uri, domain_name(instance_id))
     except Exception:
@@ -239,21 +246,48 @@ def start(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> 
     set_state(cloud, instance_id, S.RUNNING, expect=(S.PENDING,))  # unless terminated meanwhile
 
 
-def reboot(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
-    """Reboot a running instance (``rebooting`` while the hypervisor does it)."""
+def start(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
+    """Start a stopped instance on its host now (capacity and quota are checked again)."""
+    begin_start(cloud, instance_id, farm_id)
+    finish_start(cloud, instance_id)
+
+
+def _host_uri(cloud: CloudContext, instance_id: str) -> str:
+    with cloud.store.read() as session:
+        instance = get_instance(session, instance_id)
+        if instance.host is None:
+            raise InvalidState(f"instance {instance_id} is on no host")
+        return instance.host.uri
+
+
+def begin_reboot(cloud: CloudContext, instance_id: str, farm_id: int | None = None, queue: bool = False) -> None:
+    """Mark a running instance ``rebooting``; with ``queue``, its reboot job is queued by the same
+    transaction (else call ``finish_reboot``)."""
     with cloud.store.write() as session:
         instance = get_instance(session, instance_id, farm_id)
         if instance.state != S.RUNNING:
             raise InvalidState(f"instance {instance_id} is {instance.state}; only running instances reboot")
         if instance.host is None:
             raise InvalidState(f"instance {instance_id} is on no host")
-        uri = instance.host.uri
         compare_and_set(session, instance_id, S.REBOOTING, expect=(S.RUNNING,), owner=journal.me())
+        if queue:
+            jobs.enqueue(session, "reboot", instance_id=instance_id, farm_id=instance.farm_id,
+                         host_id=instance.host_id)
     journal.watch(cloud)
+
+
+def finish_reboot(cloud: CloudContext, instance_id: str) -> None:
+    """Reboot the domain of an instance ``begin_reboot`` marked; back to running either way."""
     try:
-        cloud.hypervisor.reboot(uri, domain_name(instance_id))
+        cloud.hypervisor.reboot(_host_uri(cloud, instance_id), domain_name(instance_id))
     finally:  # back up (or still up); a stop or terminate that came meanwhile keeps its state
         set_state(cloud, instance_id, S.RUNNING, expect=(S.REBOOTING,))
+
+
+def reboot(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
+    """Reboot a running instance now (``rebooting`` while the hypervisor does it)."""
+    begin_reboot(cloud, instance_id, farm_id)
+    finish_reboot(cloud, instance_id)
 
 
 def console_output(cloud: CloudContext, instance_id: str, farm_id: int | None = None, limit: int = 64 * 1024) -> bytes:

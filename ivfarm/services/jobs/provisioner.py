@@ -31,6 +31,10 @@ def run_job(cloud: CloudContext, job: Claimed) -> None:
     instance_id = job.instance_id or ""
     if job.kind == "provision":
         provisioning.provision(cloud, instance_id)
+    elif job.kind == "start":
+        instances.finish_start(cloud, instance_id)
+    elif job.kind == "reboot":
+        instances.finish_reboot(cloud, instance_id)
     elif job.kind == "stop":
         instances.stop(cloud, instance_id, force=bool(job.payload.get("force")))
     elif job.kind == "terminate":
