@@ -181,6 +181,14 @@ class Journal(Section):
     heartbeat_lapse_s: PositiveNumber = 60
 
 
+class Provisioner(Section):
+    """Jobs that run at once: per host and per farm (fair order between farms); idle workers poll every poll_s."""
+
+    per_host: PositiveCount = 4
+    per_farm: PositiveCount = 8
+    poll_s: PositiveNumber = 1.0
+
+
 class Public(Section):
     cidr: Ipv4Network = "198.51.100.0/24"
     gateway: Ipv4Address = "198.51.100.1"
@@ -308,6 +316,7 @@ class Settings(Section):
     image_cache: ImageCache = Field(default_factory=ImageCache)
     hosts: Hosts = Field(default_factory=Hosts)
     journal: Journal = Field(default_factory=Journal)
+    provisioner: Provisioner = Field(default_factory=Provisioner)
     network: Network = Field(default_factory=Network)
     vrouter: Vrouter = Field(default_factory=Vrouter)
     quota_defaults: QuotaDefaults = Field(default_factory=QuotaDefaults)

@@ -17,7 +17,7 @@ def ec2() -> None:
 @ec2.command("serve")
 @click.option("--listen", metavar="HOST:PORT", help="Address to listen on [default: ec2.listen of the config, 127.0.0.1:8773].")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Worker processes (each runs its own provisioning pool; see docs/deployment.md).")
+              help="API worker processes (see docs/deployment.md).")
 @click.option("--threads", type=click.IntRange(1, 256), default=8, show_default=True, help="Request threads per worker.")
 @click.option("--keep-alive", "keepalive_s", type=click.IntRange(0, 300), default=5, show_default=True,
               help="Seconds an idle keep-alive connection stays open.")
@@ -27,11 +27,12 @@ def ec2() -> None:
               help="Serve Prometheus /metrics there (needs PROMETHEUS_MULTIPROC_DIR).")
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
               help="Log lines on stderr: text, or one JSON object per line.")
+@click.option("--no-provisioner", is_flag=True, help="Only queue jobs; 'ivfarm provisioner' processes carry them out.")
 @pass_cloud
 def serve(cloud: Cloud, listen: str | None, workers: int, threads: int, keepalive_s: int, cert: str | None,
-          key: str | None, metrics_listen: str | None, log_format: str) -> None:
-    """Serve the EC2 Query API until SIGTERM; SIGHUP reloads (one log line per request on stderr)."""
+          key: str | None, metrics_listen: str | None, log_format: str, no_provisioner: bool) -> None:
+    """Serve the EC2 Query API until SIGTERM, with an embedded provisioner; SIGHUP reloads."""
     options = resolve(listen or str(cloud.config.get("ec2.listen")), workers=workers, threads=threads,
                       keepalive_s=keepalive_s, cert=cert, key=key, metrics_listen=metrics_listen,
-                      log_format=log_format)
+                      log_format=log_format, provisioner=not no_provisioner)
     run_server(cloud, options)

@@ -18,6 +18,7 @@ from ivfarm.cli.flavor import flavor
 from ivfarm.cli.host import host
 from ivfarm.cli.image import image
 from ivfarm.cli.init import init
+from ivfarm.cli.provisioner import provisioner
 from ivfarm.cli.quota import quota
 from ivfarm.cli.reconcile import reconcile
 from ivfarm.cli.vm import vm
@@ -45,7 +46,8 @@ def cli(ctx: click.Context, config_path: str | None, debug: bool) -> None:
     ctx.obj = AppContext(config_path)
 
 
-for command in (init, config, host, flavor, image, farm, vm, vrouter, quota, reconcile, accounting, context, ec2):
+for command in (init, config, host, flavor, image, farm, vm, vrouter, quota, reconcile, accounting, context, ec2,
+                provisioner):
     cli.add_command(command)
 
 

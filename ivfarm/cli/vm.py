@@ -5,13 +5,14 @@ import sys
 from pathlib import Path
 
 import click
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ivfarm.cli.context_obj import pass_cloud
 from ivfarm.cli.output import emit_record, emit_rows, output_option
 from ivfarm.cloud import Cloud
 from ivfarm.services.compute import instances, migration, provisioning
 from ivfarm.services.farms.lifecycle import find_farm
+from ivfarm.services.jobs.provisioner import Provisioner
 from ivfarm.store.models import Instance
 
 COLUMNS = ["id", "name", "state", "farm", "host", "host_class", "flavor", "image", "ip"]
@@ -48,27 +49,45 @@ def vm() -> None:
 @click.option("--public-nic", is_flag=True, help="Add a NIC on the public segment (service class only).")
 @click.option("--restart-policy", type=click.Choice(["none", "always"]), default="none", show_default=True,
               help="What reconcile does when the VM dies.")
+@click.option("--no-wait", is_flag=True, help="Return once queued (pending), without waiting for them to run.")
 @pass_cloud
 def run(cloud: Cloud, image_ref: str, flavor_name: str, host_class: str, name: str | None, farm_name: str | None,
-        count: int, user_data: Path | None, key_name: str | None, public_nic: bool, restart_policy: str) -> None:
-    """Launch instances and wait until they run."""
+        count: int, user_data: Path | None, key_name: str | None, public_nic: bool, restart_policy: str,
+        no_wait: bool) -> None:
+    """Launch instances (queued for a provisioner) and wait until they run, carrying out queued jobs meanwhile."""
     farm_id = find_farm(cloud, farm_name).id if farm_name else None
     request = instances.LaunchRequest(
         image=image_ref, flavor=flavor_name, host_class=host_class, count=count, name=name, farm_id=farm_id,
         key_name=key_name, user_data=user_data.read_bytes() if user_data else None, public_nic=public_nic,
         restart_policy=restart_policy,
     )
+    ids = [instance.id for instance in instances.launch(cloud, request)]
+    if not no_wait:
+        _wait(cloud, ids)
     failed = 0
-    for instance in instances.launch(cloud, request):
-        try:
-            provisioning.provision(cloud, instance.id)
-        except Exception as exc:  # noqa: BLE001 - report each instance, exit non-zero at the end
-            failed += 1
-            click.echo(f"error: {instance.id} failed: {exc}", err=True)
-            continue
-        click.echo(f"{instance.id} {instance.name} running" + (f" ip {instance.ip}" if instance.ip else ""))
+    with cloud.store.read() as session:
+        for instance_id in ids:
+            instance = instances.get_instance(session, instance_id)
+            if instance.state in ("terminated", "shutting-down"):
+                failed += 1
+                click.echo(f"error: {instance.id} failed: {instance.state_reason}", err=True)
+                continue
+            click.echo(f"{instance.id} {instance.name} {instance.state}" + (f" ip {instance.ip}" if instance.ip else ""))
     if failed:
         sys.exit(1)
+
+
+def _wait(cloud: Cloud, ids: list[str]) -> None:
+    """Run jobs here until none of ``ids`` is pending, with a progress line on stderr."""
+    def done() -> bool:
+        with cloud.store.read() as session:
+            waiting = session.scalar(select(func.count()).select_from(Instance).where(
+                Instance.id.in_(ids), Instance.state == "pending")) or 0
+        click.echo(f"\r{len(ids) - waiting}/{len(ids)} launched", nl=False, err=True)
+        return waiting == 0
+
+    Provisioner(cloud, 1).run_until(done)
+    click.echo("", err=True)
 
 
 @vm.command("list")

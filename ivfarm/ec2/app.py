@@ -19,7 +19,6 @@ from ivfarm.ec2.context import RequestContext
 from ivfarm.ec2.errors import Ec2Error, auth_failure, from_ivfarm, internal
 from ivfarm.ec2.limits import FarmLimits
 from ivfarm.ec2.params import Params, parse_query
-from ivfarm.ec2.provisioner import Provisioner
 from ivfarm.ec2.registry import ACTIONS
 from ivfarm.ec2.replay import MemoryReplayGuard, ReplayGuard, mutating
 from ivfarm.ec2.serializer import render, render_error
@@ -46,9 +45,8 @@ def too_large() -> Ec2Error:
 class Ec2App:
     """The EC2 Query API of one cloud."""
 
-    def __init__(self, cloud: Cloud, provisioner: Provisioner, replay: ReplayGuard | None = None) -> None:
+    def __init__(self, cloud: Cloud, replay: ReplayGuard | None = None) -> None:
         self.cloud = cloud
-        self.provisioner = provisioner
         self.region = str(cloud.config.get("ec2.region"))
         limits = cloud.config.get("ec2.limits")
         self.limits = FarmLimits(int(limits["concurrent"]), float(limits["rate_per_s"]), int(limits["burst"]))
@@ -114,7 +112,7 @@ class Ec2App:
             log.warning("request %s (%s): replayed signature refused for farm %s", request_id, name, principal.farm_name)
             raise auth_failure()
         root = Params(params)
-        ctx = RequestContext(self.cloud, self.provisioner, principal, request_id, root.boolean("DryRun"), request.host)
+        ctx = RequestContext(self.cloud, principal, request_id, root.boolean("DryRun"), request.host)
         tree = handler(ctx, root)
         if not ctx.proceeded:
             raise RuntimeError(f"handler of {name} returned without calling proceed()")

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from ivfarm.cloud import Cloud
 from ivfarm.ec2.auth import Principal
 from ivfarm.ec2.errors import dry_run_ok
-from ivfarm.ec2.provisioner import Provisioner
 from ivfarm.store.models import HOST_CLASSES
 
 
@@ -30,7 +29,6 @@ class RequestContext:
     """One authenticated request."""
 
     cloud: Cloud
-    provisioner: Provisioner
     principal: Principal
     request_id: str
     dry_run: bool = False

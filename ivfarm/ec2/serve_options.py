@@ -33,6 +33,7 @@ class ServeOptions:
     metrics: tuple[str, int] | None = None
     metrics_dir: Path | None = None
     log_format: str = "text"
+    provisioner: bool = True  # run one embedded provisioner
 
     @property
     def scheme(self) -> str:
@@ -48,7 +49,7 @@ def _readable(option: str, value: str) -> Path:
 
 def resolve(listen: str, *, workers: int = 1, threads: int = 8, keepalive_s: int = 5, cert: str | None = None,
             key: str | None = None, metrics_listen: str | None = None, log_format: str = "text",
-            environ: dict[str, str] | None = None) -> ServeOptions:
+            provisioner: bool = True, environ: dict[str, str] | None = None) -> ServeOptions:
     """Check the options together; ``environ`` (default ``os.environ``) gives the metrics directory."""
     host, port = parse_listen(listen)
     if workers < 1 or threads < 1 or keepalive_s < 0:
@@ -68,4 +69,4 @@ def resolve(listen: str, *, workers: int = 1, threads: int = 8, keepalive_s: int
                               "(prometheus_client multiprocess mode; it is emptied at start)")
         metrics_dir = Path(value)
     return ServeOptions(host, port, workers, threads, keepalive_s, _readable("--cert", cert) if cert else None,
-                        _readable("--key", key) if key else None, metrics, metrics_dir, log_format)
+                        _readable("--key", key) if key else None, metrics, metrics_dir, log_format, provisioner)

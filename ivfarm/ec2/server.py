@@ -1,12 +1,13 @@
 """Serve the EC2 app with gunicorn: a master process and ``workers`` forked worker processes.
 
 Each worker (gunicorn's threaded ``gthread`` worker, keep-alive connections) builds its own cloud
-and provisioning pool after the fork; the master holds no database connection. Signals are
+after the fork; the master holds no database connection. Signals are
 gunicorn's: SIGTERM stops gracefully (no new connections, requests in flight finish and their
-answers go out, each worker's provisioning pool finishes the jobs it is running; queued jobs are
-left to ``ivfarm reconcile``), SIGHUP reloads (new workers, then the old ones stop gracefully; TLS
+answers go out), SIGHUP reloads (new workers, then the old ones stop gracefully; TLS
 files are read again), SIGINT/SIGQUIT stop at once. The listening socket is bound here and handed
 to gunicorn by descriptor, so ``--listen HOST:0`` picks a free port that survives reloads.
+The embedded provisioner (unless disabled) is one process of its own, started by the master
+and stopped after the workers: it finishes the jobs it is running, queued ones stay in the store.
 """
 from __future__ import annotations
 
@@ -21,10 +22,9 @@ from gunicorn.workers.base import Worker
 
 from ivfarm.cloud import Cloud
 from ivfarm.config import Config
-from ivfarm.ec2 import metrics
+from ivfarm.ec2 import embedded_provisioner, metrics
 from ivfarm.ec2.app import Ec2App
 from ivfarm.ec2.logs import logging_config
-from ivfarm.ec2.provisioner import Provisioner
 from ivfarm.ec2.serve_options import ServeOptions
 from ivfarm.errors import ConfigError
 
@@ -71,9 +71,8 @@ class Ec2Server(BaseApplication):  # type: ignore[misc] # gunicorn ships no type
             self.cfg.set(name, value)
 
     def load(self) -> Ec2App:
-        """In each worker, after the fork: its own cloud, store connections and provisioning pool."""
-        cloud = Cloud(self.ivfarm_config)
-        return Ec2App(cloud, Provisioner(cloud, int(cloud.config.get("ec2.provision_workers"))))
+        """In each worker, after the fork: its own cloud and store connections."""
+        return Ec2App(Cloud(self.ivfarm_config))
 
     def _on_starting(self, _arbiter: Arbiter) -> None:
         if self.options.metrics_dir:
@@ -81,7 +80,7 @@ class Ec2Server(BaseApplication):  # type: ignore[misc] # gunicorn ships no type
 
     def _when_ready(self, _arbiter: Arbiter) -> None:
         if self.options.workers > 1:
-            log.warning("%d workers: each runs its own provisioning pool, request limits and replay guard",
+            log.warning("%d workers: each keeps its own request limits and replay guard",
                         self.options.workers)
         if self.options.metrics:
             host, port = self.options.metrics
@@ -97,9 +96,6 @@ class Ec2Server(BaseApplication):  # type: ignore[misc] # gunicorn ships no type
     def _worker_exit(_arbiter: Arbiter, worker: Worker) -> None:
         app = worker.wsgi
         if isinstance(app, Ec2App):
-            dropped = app.provisioner.shutdown()
-            if dropped:
-                log.info("%d queued provisioning job(s) left for 'ivfarm reconcile'", dropped)
             app.cloud.store.dispose()
 
     @staticmethod
@@ -112,4 +108,9 @@ def serve(cloud: Cloud, options: ServeOptions) -> None:
     logging.config.dictConfig(logging_config(options.log_format))
     sock = bind(options)
     cloud.store.dispose()  # the master keeps no connection for the workers to inherit
-    Ec2Server(cloud.config, options, sock).run()
+    provisioner = embedded_provisioner.start(cloud.config, options.log_format) if options.provisioner else None
+    try:
+        Ec2Server(cloud.config, options, sock).run()
+    finally:
+        if provisioner is not None:
+            embedded_provisioner.stop(provisioner, DRAIN_S)

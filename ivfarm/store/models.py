@@ -281,3 +281,24 @@ class UsageRecord(Base):
     disk_gb: Mapped[int] = mapped_column(Integer, default=0)
     running: Mapped[bool] = mapped_column(Boolean, default=True)
 
+
+
+class Job(Base):
+    """A change to a host or router the API decided and a provisioner carries out (``ivfarm.store.jobs``)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state_farm", "state", "farm_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # provision | stop | terminate | router-sync
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # queued | running | done | failed
+    instance_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    farm_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    host_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -18,10 +18,10 @@ from ivfarm.cloud import Cloud
 from ivfarm.ec2.app import Ec2App
 from ivfarm.ec2.auth import Principal, SignedRequest, authenticate
 from ivfarm.ec2.errors import Ec2Error
-from ivfarm.ec2.provisioner import Provisioner
 from ivfarm.ec2.replay import MemoryReplayGuard
 from ivfarm.services.compute.hosts import add_host
 from ivfarm.services.farms.lifecycle import FarmRequest, create_farm
+from ivfarm.services.jobs.provisioner import Provisioner
 from ivfarm.store.models import Farm, Image, Instance, KeyPair
 from tests.security.wsgi import call, signed
 
@@ -69,8 +69,9 @@ def clock() -> Clock:
 @pytest.fixture
 def app(cloud: Cloud, clock: Clock) -> Iterator[Ec2App]:
     provisioner = Provisioner(cloud, 1)
-    yield Ec2App(cloud, provisioner, MemoryReplayGuard(1000, clock=clock))
-    provisioner.shutdown()
+    provisioner.start()
+    yield Ec2App(cloud, MemoryReplayGuard(1000, clock=clock))
+    provisioner.stop()
 
 
 @pytest.fixture

@@ -16,9 +16,10 @@ import pytest
 from drivers.errors import HypervisorError
 from ivfarm.cloud import Cloud
 from ivfarm.ec2.app import Ec2App
-from ivfarm.ec2.provisioner import Provisioner
 from ivfarm.services.compute.hosts import add_host
 from ivfarm.services.farms.lifecycle import FarmRequest, create_farm
+from ivfarm.services.jobs.provisioner import Provisioner
+from ivfarm.store import jobs
 from ivfarm.store.models import Image, Instance
 from tests.security.wsgi import call, signed
 
@@ -36,7 +37,8 @@ def test_a_failed_launch_shows_only_a_generic_reason(cloud: Cloud, fake_host: Ca
 
     monkeypatch.setattr(cloud.hypervisor._target, "define_and_start", fail)  # type: ignore[attr-defined]
     provisioner = Provisioner(cloud, 1)
-    app = Ec2App(cloud, provisioner)
+    provisioner.start()
+    app = Ec2App(cloud)
     caplog.set_level(logging.ERROR)
     try:
         status, body = call(app, signed(farm.access_key, farm.secret_key, {
@@ -46,10 +48,10 @@ def test_a_failed_launch_shows_only_a_generic_reason(cloud: Cloud, fake_host: Ca
         instance_id = re.search(rb"<instanceId>(i-[0-9a-f]+)</instanceId>", body).group(1).decode()  # type: ignore[union-attr]
         request_id = re.search(rb"<requestId>([^<]+)</requestId>", body).group(1).decode()  # type: ignore[union-attr]
         deadline = time.monotonic() + 30
-        while provisioner.pending_jobs() and time.monotonic() < deadline:
+        while jobs.outstanding(cloud.store) and time.monotonic() < deadline:
             time.sleep(0.02)
     finally:
-        provisioner.shutdown()
+        provisioner.stop()
     with cloud.store.read() as session:
         assert session.get(Instance, instance_id).state == "terminated"  # type: ignore[union-attr]
     status, body = call(app, signed(farm.access_key, farm.secret_key, {"Action": "DescribeInstances"}))

@@ -78,10 +78,14 @@ def test_a_session_of_a_sysadmin(ivfarm, tmp_path: Path, raw_disk: Path) -> None
     assert (flavors["m1.medium"]["vcpus"], flavors["m1.medium"]["memory_mb"], flavors["m1.medium"]["ephemeral_gb"]) == (2, 2048, 20)
     assert (flavors["m1.large"]["vcpus"], flavors["m1.large"]["memory_mb"], flavors["m1.large"]["ephemeral_gb"]) == (4, 8192, 80)
     assert ivfarm("image", "add", "base", "--file", str(raw_disk), "--public").returncode == 0
+    queued = ivfarm("vm", "run", "--image", "base", "--flavor", "m1.small", "--name", "early", "--no-wait")
+    assert queued.returncode == 0 and queued.stdout.split()[1:3] == ["early", "pending"], queued.stdout
     launched = ivfarm("vm", "run", "--image", "base", "--flavor", "m1.small", "--name", "wn")
     assert launched.returncode == 0, launched.stderr
-    [row] = json.loads(ivfarm("vm", "list", "--output", "json").stdout)
-    assert (row["name"], row["host"], row["state"]) == ("wn", "wn-01", "running")
+    assert "1/1 launched" in launched.stderr and " wn running" in launched.stdout
+    rows = {r["name"]: r for r in json.loads(ivfarm("vm", "list", "--output", "json").stdout)}
+    assert (rows["wn"]["host"], rows["wn"]["state"], rows["early"]["state"]) == ("wn-01", "running", "running")
+    assert ivfarm("vm", "terminate", "early").returncode == 0
     assert_clean_error(ivfarm("vm", "run", "--image", "base", "--flavor", "m1.small", "--class", "service"),
                        "no enabled service host")
     assert_clean_error(ivfarm("image", "remove", "base"), "used by instance")
@@ -169,7 +173,7 @@ def test_config_check_lists_each_problem_of_a_bad_file(tmp_path: Path) -> None:
         f"{bad}: hypervisor.machin: unknown key (did you mean machine?)",
         f"{bad}: vrouter.backend: expected one of netns, openwrt, none, got 'vyos'",
         f"{bad}: extra: unknown key (known keys here: state_dir, cloud_id, database, secret_key_file, hypervisor, scheduler, "
-        "storage, image_cache, hosts, journal, network, vrouter, quota_defaults, ec2)",
+        "storage, image_cache, hosts, journal, provisioner, network, vrouter, quota_defaults, ec2)",
     ]
 
 

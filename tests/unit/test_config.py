@@ -89,6 +89,7 @@ OLD_DEFAULTS = {  # the tree before the schema existed: the schema's defaults mu
         "openwrt": {"image": None, "vcpus": 1, "memory_mb": 150, "ssh_user": "root", "ssh_key": None,
                     "known_hosts": None, "ssh_allow_from": None},
     },
+    "provisioner": {"per_host": 4, "per_farm": 8, "poll_s": 1.0},
     "quota_defaults": {"instances": 4, "vcpus": 8, "memory_mb": 16384, "disk_gb": 200, "addresses": 1},
     "ec2": {"listen": "127.0.0.1:8773", "region": "ivfarm-1", "zones": {"worker": None, "service": None},
             "provision_workers": 4, "terminated_visible_s": 3600,

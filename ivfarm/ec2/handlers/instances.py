@@ -157,6 +157,7 @@ def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
         name=name if name and _HOSTNAME.fullmatch(name) else None, farm_id=ctx.farm_id, key_name=key_name,
         user_data=user_data, client_token=client_token, metadata_options=options, tags=tags, dry_run=ctx.dry_run,
         group_ids=group_ids, group_names=group_names, private_ip=private_ip, shutdown_behavior=behavior or "stop",
+        request_id=ctx.request_id,
     )
 
 
@@ -193,7 +194,7 @@ def _launch(ctx: RequestContext, request: instances.LaunchRequest) -> list[Insta
 
 @action("RunInstances")
 def run_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
-    """Reserve, place and record instances as pending; the provisioner builds them afterwards."""
+    """Reserve, place and record instances as pending, with their provision jobs; a provisioner builds them."""
     request = _launch_request(ctx, p)
     earlier, related = _check_references(ctx, request)
     if earlier and (earlier[0].image_id != request.image or earlier[0].flavor_name != request.flavor):
@@ -209,7 +210,6 @@ def run_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
         related.groups = security_groups.memberships(session, ctx.farm_id, instance_ids)
     if request.tags:  # stored by launch() in the same transaction as the instances
         related.tags = {i: request.tags for i in instance_ids}
-    ctx.provisioner.provision(instance_ids, ctx.request_id)
     return reservation(launched[0].reservation_id, launched, related, ctx.owner_id)
 
 

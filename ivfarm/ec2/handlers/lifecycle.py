@@ -65,7 +65,7 @@ def start_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
     ctx.proceed()
     for row in rows:
         if row.state == "stopped":
-            instances.start(ctx.cloud, row.id, farm_id=ctx.farm_id)
+            instances.begin_start(ctx.cloud, row.id, farm_id=ctx.farm_id, queue=True)
     now = _states(ctx, [row.id for row in rows])
     return {"instancesSet": [state_change(row.id, row.state, now[row.id]) for row in rows]}
 
@@ -86,8 +86,7 @@ def stop_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
     ctx.proceed()
     to_stop = [row.id for row in rows if ec2_state(row.state) == "running"]
     for instance_id in to_stop:
-        instances.begin_stop(ctx.cloud, instance_id, farm_id=ctx.farm_id)
-    ctx.provisioner.stop(to_stop, force)
+        instances.begin_stop(ctx.cloud, instance_id, farm_id=ctx.farm_id, force=force)
     changes = [state_change(row.id, row.state, "stopping" if row.id in to_stop else row.state) for row in rows]
     return {"instancesSet": changes}
 
@@ -103,7 +102,7 @@ def reboot_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
             raise _refuse(row, "rebooted")
     ctx.proceed()
     for row in rows:
-        instances.reboot(ctx.cloud, row.id, farm_id=ctx.farm_id)
+        instances.begin_reboot(ctx.cloud, row.id, farm_id=ctx.farm_id, queue=True)
     return {"return": True}
 
 
@@ -116,15 +115,13 @@ def terminate_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
     p.done()
     rows = _rows(ctx, instance_ids)
     ctx.proceed()
-    changes, doomed = [], []
+    changes = []
     for row in rows:
-        previous = provisioning.begin_terminate(ctx.cloud, row.id, farm_id=ctx.farm_id)
+        previous = provisioning.begin_terminate(ctx.cloud, row.id, farm_id=ctx.farm_id, queue=True)
         if previous == "terminated":
             changes.append(state_change(row.id, previous, "terminated"))
             continue
-        doomed.append(row.id)
         changes.append(state_change(row.id, previous, "shutting-down"))
-    ctx.provisioner.terminate(doomed)
     return {"instancesSet": changes}
 
 

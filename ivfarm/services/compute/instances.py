@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,6 +27,7 @@ from ivfarm.services.runtime.context import CloudContext
 from ivfarm.services.runtime.naming import DOMAIN_PREFIX
 from ivfarm.services.tenancy import quotas, security_groups
 from ivfarm.services.tenancy.tags import add_tags
+from ivfarm.store import jobs
 from ivfarm.store.models import HOST_CLASSES, IN_FLIGHT, LIVE_STATES, Flavor, Host, Image, Instance, utcnow
 from ivfarm.store.states import InstanceState as S
 from ivfarm.store.transitions import compare_and_set
@@ -52,6 +54,7 @@ class LaunchRequest:
     key_name: str | None = None
     user_data: bytes | None = None
     client_token: str | None = None
+    request_id: str = ""  # the API request that asked, named in the provisioner's log
     public_nic: bool = False
     restart_policy: str = "none"
     metadata_options: MetadataOptions = MetadataOptions()  # unset ones: the site default
@@ -185,6 +188,8 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
             metadata_options.store(instance, options)
             session.add(instance)
             instances.append(instance)
+            jobs.enqueue(session, "provision", instance_id=instance_id, farm_id=request.farm_id,
+                         host_id=host_ids[host.name], payload={"request": request.request_id})
         session.flush()
         for instance in instances:
             security_groups.join_groups(session, instance.id, groups)
@@ -207,12 +212,15 @@ def set_state(cloud: CloudContext, instance_id: str, state: str, reason: str = "
 
 
 def _transition(cloud: CloudContext, instance_id: str, allowed: Sequence[str], new_state: str,
-                farm_id: int | None) -> tuple[Instance, Host | None]:
+                farm_id: int | None, job: dict[str, Any] | None = None) -> tuple[Instance, Host | None]:
     with cloud.store.write() as session:
         instance = get_instance(session, instance_id, farm_id)
         if instance.state not in allowed:
             raise InvalidState(f"instance {instance_id} is {instance.state}; this needs it to be {' or '.join(allowed)}")
         compare_and_set(session, instance_id, new_state, expect=allowed, owner=journal.me())
+        if job is not None:  # the work is queued by the transaction that decided it
+            jobs.enqueue(session, str(job["kind"]), instance_id=instance_id, farm_id=instance.farm_id,
+                         host_id=instance.host_id, payload=job)
         host = session.get(Host, instance.host_id) if instance.host_id else None
     journal.watch(cloud)
     return instance, host
@@ -228,13 +236,15 @@ def stop(cloud: CloudContext, instance_id: str, force: bool = False, farm_id: in
     set_state(cloud, instance.id, S.STOPPED, "User initiated", expect=(S.STOPPING,))
 
 
-def begin_stop(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
-    """Mark a running instance ``stopping`` at once (the EC2 facade answers, then runs ``stop``)."""
-    _transition(cloud, instance_id, (S.RUNNING, S.REBOOTING, S.STOPPING), S.STOPPING, farm_id)
+def begin_stop(cloud: CloudContext, instance_id: str, farm_id: int | None = None, force: bool = False) -> None:
+    """Mark a running instance ``stopping`` and queue its stop job (the EC2 facade answers at once)."""
+    _transition(cloud, instance_id, (S.RUNNING, S.REBOOTING, S.STOPPING), S.STOPPING, farm_id,
+                job={"kind": "stop", "force": force})
 
 
-def start(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
-    """Start a stopped instance on its host (capacity and quota are checked again)."""
+def begin_start(cloud: CloudContext, instance_id: str, farm_id: int | None = None, queue: bool = False) -> None:
+    """Check capacity and quota again and mark a stopped instance ``pending``; with ``queue``, its
+    start job is queued by the same transaction (else call ``finish_start``)."""
     with cloud.store.write() as session:
         instance = get_instance(session, instance_id, farm_id)
         if instance.state != S.STOPPED:
@@ -249,8 +259,14 @@ def start(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> 
         if not capacity.fits(Request(instance.vcpus, instance.memory_mb, 0, instance.host_class)):
             raise InvalidState(f"host {host.name} has no room to start {instance_id} now")
         compare_and_set(session, instance_id, S.PENDING, expect=(S.STOPPED,), reason="", owner=journal.me())
-        uri = host.uri
+        if queue:
+            jobs.enqueue(session, "start", instance_id=instance_id, farm_id=instance.farm_id, host_id=host.id)
     journal.watch(cloud)
+
+
+def finish_start(cloud: CloudContext, instance_id: str) -> None:
+    """Start the domain of an instance ``begin_start`` made pending; back to stopped if that fails."""
+    uri = _host_uri(cloud, instance_id)
     try:
         cloud.hypervisor.start(uri, domain_name(instance_id))
     except Exception:
@@ -259,21 +275,48 @@ def start(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> 
     set_state(cloud, instance_id, S.RUNNING, expect=(S.PENDING,))  # unless terminated meanwhile
 
 
-def reboot(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
-    """Reboot a running instance (``rebooting`` while the hypervisor does it)."""
+def start(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
+    """Start a stopped instance on its host now (capacity and quota are checked again)."""
+    begin_start(cloud, instance_id, farm_id)
+    finish_start(cloud, instance_id)
+
+
+def _host_uri(cloud: CloudContext, instance_id: str) -> str:
+    with cloud.store.read() as session:
+        instance = get_instance(session, instance_id)
+        if instance.host is None:
+            raise InvalidState(f"instance {instance_id} is on no host")
+        return instance.host.uri
+
+
+def begin_reboot(cloud: CloudContext, instance_id: str, farm_id: int | None = None, queue: bool = False) -> None:
+    """Mark a running instance ``rebooting``; with ``queue``, its reboot job is queued by the same
+    transaction (else call ``finish_reboot``)."""
     with cloud.store.write() as session:
         instance = get_instance(session, instance_id, farm_id)
         if instance.state != S.RUNNING:
             raise InvalidState(f"instance {instance_id} is {instance.state}; only running instances reboot")
         if instance.host is None:
             raise InvalidState(f"instance {instance_id} is on no host")
-        uri = instance.host.uri
         compare_and_set(session, instance_id, S.REBOOTING, expect=(S.RUNNING,), owner=journal.me())
+        if queue:
+            jobs.enqueue(session, "reboot", instance_id=instance_id, farm_id=instance.farm_id,
+                         host_id=instance.host_id)
     journal.watch(cloud)
+
+
+def finish_reboot(cloud: CloudContext, instance_id: str) -> None:
+    """Reboot the domain of an instance ``begin_reboot`` marked; back to running either way."""
     try:
-        cloud.hypervisor.reboot(uri, domain_name(instance_id))
+        cloud.hypervisor.reboot(_host_uri(cloud, instance_id), domain_name(instance_id))
     finally:  # back up (or still up); a stop or terminate that came meanwhile keeps its state
         set_state(cloud, instance_id, S.RUNNING, expect=(S.REBOOTING,))
+
+
+def reboot(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
+    """Reboot a running instance now (``rebooting`` while the hypervisor does it)."""
+    begin_reboot(cloud, instance_id, farm_id)
+    finish_reboot(cloud, instance_id)
 
 
 def console_output(cloud: CloudContext, instance_id: str, farm_id: int | None = None, limit: int = 64 * 1024) -> bytes:

@@ -22,6 +22,7 @@ from ivfarm.services.network import farm_network, firewall
 from ivfarm.services.network.routers import sync_router
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
+from ivfarm.store import jobs
 from ivfarm.store.models import Address, Flavor, Image, KeyPair
 from ivfarm.store.states import InstanceState as S
 from ivfarm.store.transitions import compare_and_set
@@ -204,23 +205,28 @@ def provision(cloud: CloudContext, instance_id: str) -> None:
             raise
 
 
-def begin_terminate(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> str:
-    """Mark an instance shutting-down (this process owning its teardown); returns its previous
-    state (terminated stays terminated)."""
+def begin_terminate(cloud: CloudContext, instance_id: str, farm_id: int | None = None, queue: bool = False) -> str:
+    """Mark an instance shutting-down (this process owning its teardown; with ``queue``, a
+    terminate job is queued by the same transaction); returns its previous state (terminated
+    stays terminated)."""
     with cloud.store.write() as session:
-        get_instance(session, instance_id, farm_id)
+        instance = get_instance(session, instance_id, farm_id)
         try:
             previous = str(compare_and_set(session, instance_id, S.SHUTTING_DOWN, owner=journal.me()))
         except TransitionLost as lost:
             return lost.found  # only terminated cannot become shutting-down
+        if queue:
+            jobs.enqueue(session, "terminate", instance_id=instance_id, farm_id=instance.farm_id,
+                         host_id=instance.host_id)
     journal.watch(cloud)
     return previous
 
 
 def teardown(cloud: CloudContext, instance_id: str,
-             reason: str = "Client.UserInitiatedShutdown: User initiated shutdown") -> None:
+             reason: str = "Client.UserInitiatedShutdown: User initiated shutdown", sync: bool = True) -> list[int]:
     """Remove the domain, disks, seed, console log and network bindings; mark terminated (by
-    compare-and-set from shutting-down: begin_terminate first)."""
+    compare-and-set from shutting-down: begin_terminate first). Returns the farms whose routers
+    this changes, synced here unless ``sync`` is False (the provisioner syncs a batch once)."""
     with cloud.store.read() as session:
         instance = get_instance(session, instance_id)
         uri = instance.host.uri if instance.host else None
@@ -244,8 +250,9 @@ def teardown(cloud: CloudContext, instance_id: str,
     if nic is not None:
         farms.add(nic.farm_id)
         firewall.refresh_farm(cloud, nic.farm_id)  # its address leaves the groups it was in
-    for farm_id in sorted(farms):
+    for farm_id in sorted(farms) if sync else ():
         sync_router(cloud, farm_id)
+    return sorted(farms)
 
 
 def terminate(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:

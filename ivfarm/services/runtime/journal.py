@@ -25,7 +25,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from ivfarm.services.runtime.context import CloudContext
-from ivfarm.store import Store
+from ivfarm.store import Store, jobs
 from ivfarm.store.models import IN_FLIGHT, Instance, Operation, utcnow
 
 log = logging.getLogger(__name__)
@@ -196,9 +196,12 @@ def target_busy(cloud: CloudContext, session: Session, target: str) -> bool:
 
 
 def instance_busy(cloud: CloudContext, session: Session, instance: Instance) -> bool:
-    """True while a live process works on the instance: its owner (for a state in flight) or an operation."""
+    """True while a live process works on the instance: its owner (for a state in flight), a job of the
+    queue, or an operation."""
     if instance.state in IN_FLIGHT and owner_alive(cloud, instance.owner, instance.heartbeat_at):
         return True
+    if any(owner_alive(cloud, worker, beat) for _, worker, beat in jobs.running_for_instances(session, instance.id)):
+        return True  # a live provisioner is working on it
     return target_busy(cloud, session, instance.id)
 
 
@@ -226,4 +229,6 @@ def busy_targets(cloud: CloudContext) -> set[str]:
                 .where(Instance.state.in_(IN_FLIGHT), Instance.owner.is_not(None))):
             if owner_alive(cloud, owner, heartbeat):
                 busy.add(instance_id)
+        busy |= {instance_id for instance_id, worker, beat in jobs.running_for_instances(session)
+                 if owner_alive(cloud, worker, beat)}
     return busy
