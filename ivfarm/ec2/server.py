@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import socket
+import subprocess
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -50,6 +51,7 @@ class Ec2Server(BaseApplication):  # type: ignore[misc] # gunicorn ships no type
         self.ivfarm_config = config
         self.options = options
         self.sock = sock
+        self.provisioner: subprocess.Popen[bytes] | None = None
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         self.endpoint = f"{options.scheme}://{shown}:{port}/"
@@ -75,6 +77,8 @@ class Ec2Server(BaseApplication):  # type: ignore[misc] # gunicorn ships no type
         return Ec2App(Cloud(self.ivfarm_config))
 
     def _on_starting(self, _arbiter: Arbiter) -> None:
+        if self.options.provisioner:
+            self.provisioner = embedded_provisioner.start(self.ivfarm_config, self.options.log_format)
         if self.options.metrics_dir:
             metrics.clear(self.options.metrics_dir)
 
@@ -98,8 +102,9 @@ class Ec2Server(BaseApplication):  # type: ignore[misc] # gunicorn ships no type
         if isinstance(app, Ec2App):
             app.cloud.store.dispose()
 
-    @staticmethod
-    def _on_exit(_arbiter: Arbiter) -> None:
+    def _on_exit(self, _arbiter: Arbiter) -> None:
+        if self.provisioner is not None:
+            embedded_provisioner.stop(self.provisioner, DRAIN_S)
         log.info("stopped")
 
 
@@ -108,9 +113,4 @@ def serve(cloud: Cloud, options: ServeOptions) -> None:
     logging.config.dictConfig(logging_config(options.log_format))
     sock = bind(options)
     cloud.store.dispose()  # the master keeps no connection for the workers to inherit
-    provisioner = embedded_provisioner.start(cloud.config, options.log_format) if options.provisioner else None
-    try:
-        Ec2Server(cloud.config, options, sock).run()
-    finally:
-        if provisioner is not None:
-            embedded_provisioner.stop(provisioner, DRAIN_S)
+    Ec2Server(cloud.config, options, sock).run()
