@@ -140,9 +140,9 @@ def cloud_domain(cloud: Cloud, uri: str, instance_id: str) -> object:
     return cloud.hypervisor.status(uri, instances.domain_name(instance_id))
 
 
+@pytest.mark.postgres  # SQLite has one provisioner, polling
+@pytest.mark.parametrize("db_cloud", ["postgres"], indirect=True)
 def test_notify_wakes_an_idle_provisioner_on_postgresql(db_cloud: Cloud) -> None:
-    if db_cloud.store.is_sqlite:
-        pytest.skip("SQLite has one provisioner, polling")
     worker = Provisioner(db_cloud, 1)
     worker.poll_s = 60.0  # only a NOTIFY can wake it in time
     worker.start()
