@@ -23,10 +23,10 @@ import pytest
 from fileops.atomic import atomic_write
 from ivfarm.cloud import Cloud
 from ivfarm.ec2.app import Ec2App
-from ivfarm.ec2.provisioner import Provisioner
 from ivfarm.services.compute.hosts import add_host
 from ivfarm.services.farms.lifecycle import FarmRequest, create_farm
 from ivfarm.services.images.catalog import add_image
+from ivfarm.services.jobs.provisioner import Provisioner
 from ivfarm.services.network.metadata_records import metadata_records
 from ivfarm.services.network.routers import router_spec
 from ivfarm.store.models import Farm, Image, Instance
@@ -39,8 +39,9 @@ USER_DATA = b"#!/bin/sh\necho site-password=hunter2\n"
 @pytest.fixture
 def app(cloud: Cloud) -> Iterator[Ec2App]:
     provisioner = Provisioner(cloud, 1)
-    yield Ec2App(cloud, provisioner)
-    provisioner.shutdown()
+    provisioner.start()
+    yield Ec2App(cloud)
+    provisioner.stop()
 
 
 @pytest.fixture
@@ -136,8 +137,9 @@ def test_the_site_default_applies_to_launches_that_do_not_choose(
     farm = create_farm(site, FarmRequest(name="beta", quotas={"instances": 4}))
     image = add_image(site, "base", raw_disk, public=True)
     provisioner = Provisioner(site, 1)
+    provisioner.start()
     try:
-        site_app = Ec2App(site, provisioner)
+        site_app = Ec2App(site)
         instance_id = run(site_app, farm, image)
         records, port = router
         publish_as_loopback(site, farm, instance_id, records)
@@ -146,7 +148,7 @@ def test_the_site_default_applies_to_launches_that_do_not_choose(
         publish_as_loopback(site, farm, chosen, records)
         assert ask(port, "GET", "/latest/user-data") == (200, USER_DATA)
     finally:
-        provisioner.shutdown()
+        provisioner.stop()
 
 
 @pytest.mark.parametrize("params,code", [
