@@ -14,10 +14,8 @@ the second process helps) and the ratios to moto (> 1 means ivfarm is faster).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ec2_api import INSTANCES, fill, ivfarm_site, ok, start_moto, wait_provisioned
+from bench.ec2_api import INSTANCES, clean_up, fill, ivfarm_site, ok, print_figures, start_moto, wait_provisioned
 from tests.support.localsite import QueryClient
 
 RECONNECT = 5  # requests per connection, as a client pool recycles them
@@ -96,14 +94,9 @@ def main() -> None:
             **figures, "instances": INSTANCES, "clients": args.clients, "seconds": args.seconds,
             "cpus": os.cpu_count(),
         }
-        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
+        print_figures(result)
     finally:
-        if moto_process is not None:
-            moto_process.terminate()
-            moto_process.wait(30)
-        if site is not None:
-            site.close()
-        shutil.rmtree(root, ignore_errors=True)
+        clean_up(moto_process, site, root)
 
 
 if __name__ == "__main__":

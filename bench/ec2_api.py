@@ -139,6 +139,21 @@ def ivfarm_site(root: Path) -> tuple[LocalSite, Any]:
     return site, (ami, keys)
 
 
+def print_figures(result: dict[str, Any]) -> None:
+    """The benchmark's last line: one JSON object, its floats rounded."""
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
+
+
+def clean_up(moto_process: subprocess.Popen[bytes] | None, site: LocalSite | None, root: Path) -> None:
+    """Stop the moto server and the ivfarm site (either may not have started), remove the scratch directory."""
+    if moto_process is not None:
+        moto_process.terminate()
+        moto_process.wait(30)
+    if site is not None:
+        site.close()
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200, help="sequential RunInstances per server")
@@ -195,14 +210,9 @@ def main() -> None:
             "instances": INSTANCES,
             "cpus": os.cpu_count(),
         }
-        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
+        print_figures(result)
     finally:
-        if moto_process is not None:
-            moto_process.terminate()
-            moto_process.wait(30)
-        if site is not None:
-            site.close()
-        shutil.rmtree(root, ignore_errors=True)
+        clean_up(moto_process, site, root)
 
 
 if __name__ == "__main__":
