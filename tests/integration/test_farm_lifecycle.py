@@ -9,7 +9,7 @@ import pytest
 from ivfarm.cloud import Cloud
 from ivfarm.errors import IvfarmError
 from ivfarm.services.farms import lifecycle
-from ivfarm.store.models import Address, Farm
+from ivfarm.store.models import Address, Farm, SecurityGroup, SecurityGroupRule
 
 pytestmark = [pytest.mark.root, pytest.mark.libvirtd]
 
@@ -73,6 +73,9 @@ def test_reconcile_rebuilds_a_lost_router_and_removes_an_orphan_one(real_cloud_f
     doomed = lifecycle.create_farm(cloud, lifecycle.FarmRequest(name="forgotten"))
     with cloud.store.write() as session:  # the store lost this farm, its router stayed behind
         session.query(Address).filter_by(farm_id=doomed.id).delete()
+        groups = [g.id for g in session.query(SecurityGroup).filter_by(farm_id=doomed.id)]
+        session.query(SecurityGroupRule).filter(SecurityGroupRule.group_id.in_(groups)).delete()
+        session.query(SecurityGroup).filter_by(farm_id=doomed.id).delete()
         session.query(Farm).filter_by(id=doomed.id).delete()
     report = reconcile.reconcile(cloud)
     assert sorted((f.kind, f.target, f.action) for f in report.findings) == sorted([
