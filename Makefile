@@ -15,12 +15,14 @@ APT_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qem
 	openssh-server openssh-client rsync lvm2 parted cloud-init glusterfs-server glusterfs-client \
 	libvirt-daemon-driver-storage-gluster postgresql python3-venv python3-dev gcc
 
-.PHONY: demo test deps venv services guest clean-demo lint bench migration
+JS_DIR := tests/e2e/js
+
+.PHONY: demo test deps venv services guest js clean-demo lint bench migration
 
 demo: deps venv services guest
 	scripts/demo.sh
 
-test: deps venv services guest
+test: deps venv services guest js
 	scripts/start-postgres.sh
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
 
@@ -37,6 +39,15 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+# The AWS SDK for JavaScript v3 of tests/e2e/test_ec2_js_sdk.py, exactly as its lock file says.
+js: $(JS_DIR)/node_modules/.installed
+
+$(JS_DIR)/node_modules/.installed: $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' 2>/dev/null && command -v npm >/dev/null || \
+		{ echo "make js: needs node >= 20 and npm on PATH (Debian 12's own nodejs is 18)"; exit 1; }
+	cd $(JS_DIR) && npm ci --no-audit --no-fund
 	touch $@
 
 services:

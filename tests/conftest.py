@@ -17,6 +17,8 @@ from ivfarm.services.compute.flavors import sync_catalog
 from tests.support.fake_hypervisors import fake_hypervisor
 from tests.support.postgres import scratch_schema
 
+JS_DIR = Path(__file__).parent / "e2e" / "js"
+
 
 def make_cloud(state_dir: Path, **overrides: Any) -> Cloud:
     """A cloud with its own state directory and SQLite store, ready to use."""
@@ -114,12 +116,16 @@ def _unmet(marker: str) -> str | None:
         return "needs glusterfs-server"
     if marker == "sshd" and not os.path.exists("/usr/sbin/sshd"):
         return "needs openssh-server"
+    if marker == "npm" and shutil.which("node") is None:
+        return "needs node (nodejs)"
+    if marker == "npm" and not (JS_DIR / "node_modules" / "@aws-sdk" / "client-ec2").is_dir():
+        return f"needs the JavaScript SDK in {JS_DIR}/node_modules (run `make js`)"
     return None
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Tests that need root, libvirtd, PostgreSQL... skip on a laptop but fail in CI (IVFARM_REQUIRE_ALL=1)."""
-    for marker in ("root", "libvirtd", "vm", "postgres", "gluster", "sshd"):
+    for marker in ("root", "libvirtd", "vm", "postgres", "gluster", "sshd", "npm"):
         if item.get_closest_marker(marker) is None:
             continue
         reason = _unmet(marker)
