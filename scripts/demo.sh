@@ -59,14 +59,6 @@ eip=$($IVFARM farm show "$FARM" -o json | python3 -c "import json,sys; print(jso
 public_ns=$(.venv/bin/python -c "from ivfarm.config import load_config; print(load_config().get('network.public.netns') or '')")
 echo
 $IVFARM vm list --farm "$FARM"
-echo "waiting for $FARM-1 to answer on its elastic IP $eip ..."
-for _ in $(seq 1 60); do
-    if ip netns exec "$public_ns" timeout 3 bash -c "exec 3<>/dev/tcp/$eip/80 && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null | grep -q i-; then
-        echo "$FARM-1 answers on http://$eip/ from the public segment"
-        break
-    fi
-    sleep 1
-done
 # The farm users' side: the EC2 endpoint, driven with awscli and the farm's credentials.
 if ! { [ -f "$EC2_PID" ] && kill -0 "$(cat "$EC2_PID")" 2>/dev/null; }; then
     mkdir -p "$STATE_DIR/run"
@@ -78,9 +70,25 @@ for _ in $(seq 1 50); do
     sleep 0.2
 done
 eval "$($IVFARM farm credentials "$FARM" | sed 's/^/export /')"
+region="$(.venv/bin/python -c "from ivfarm.config import load_config; print(load_config().get('ec2.region'))")"
+# Security groups close every port by default: the demo opens HTTP in the farm's default group.
+if ! opened=$(.venv/bin/aws --endpoint-url "http://$LISTEN" --region "$region" ec2 authorize-security-group-ingress \
+        --group-name default --protocol tcp --port 80 --cidr 0.0.0.0/0 2>&1) &&
+        ! grep -q InvalidPermission.Duplicate <<<"$opened"; then  # a rerun finds it open already
+    echo "demo: could not open tcp/80 in the default group: $opened" >&2
+fi
+echo "waiting for $FARM-1 to answer on its elastic IP $eip ..."
+for try in $(seq 1 60); do
+    if ip netns exec "$public_ns" timeout 3 bash -c "exec 3<>/dev/tcp/$eip/80 && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null | grep -q i-; then
+        echo "$FARM-1 answers on http://$eip/ from the public segment"
+        break
+    fi
+    [ "$try" = 60 ] && echo "demo: $FARM-1 did not answer on http://$eip/ within a minute (see $IVFARM vm console $FARM-1)" >&2
+    sleep 1
+done
 echo
 echo "aws ec2 describe-instances, as the farm's users see it:"
-.venv/bin/aws --endpoint-url "http://$LISTEN" --region "$(.venv/bin/python -c "from ivfarm.config import load_config; print(load_config().get('ec2.region'))")" \
+.venv/bin/aws --endpoint-url "http://$LISTEN" --region "$region" \
     ec2 describe-instances --output table \
     --query 'Reservations[].Instances[].{id:InstanceId,state:State.Name,private:PrivateIpAddress,public:PublicIpAddress,type:InstanceType}'
 
