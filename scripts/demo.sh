@@ -24,8 +24,8 @@ if [ "${1:-}" = "--clean" ]; then
     $IVFARM host show local >/dev/null 2>&1 && $IVFARM host remove local
     if [ "$($IVFARM farm list -o json)" = "[]" ] && [ "$($IVFARM host list -o json)" = "[]" ]; then
         # nothing of a site is left: remove the public segment, this cloud's pools and its state
-        .venv/bin/python -c "from ivfarm.config import load_config; from ivfarm.services.cloud import Cloud
-from ivfarm.services.routers import public_segment; public_segment(Cloud(load_config())).destroy()"
+        .venv/bin/python -c "from ivfarm.cloud import Cloud; from ivfarm.config import load_config
+Cloud(load_config()).public_segment.destroy()"
         cloud_id=$(.venv/bin/python -c "from ivfarm.config import load_config; print(load_config().get('cloud_id'))")
         for pool in $(virsh -c qemu:///system pool-list --all --name | grep "^$cloud_id-" || true); do
             virsh -q -c qemu:///system pool-destroy "$pool" >/dev/null 2>&1 || true
