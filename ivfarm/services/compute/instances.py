@@ -116,13 +116,18 @@ def modify_metadata_options(cloud: CloudContext, farm_id: int, instance_id: str,
     return options
 
 
+def _placed_host(session: Session, instance_id: str) -> Host:
+    """The host an instance is placed on (InvalidState when on none)."""
+    instance = get_instance(session, instance_id)
+    if instance.host is None:
+        raise InvalidState(f"instance {instance_id} is on no host")
+    return instance.host
+
+
 def find_instance_host(cloud: CloudContext, instance_id: str) -> str:
     """The name of the host an instance is placed on."""
     with cloud.store.read() as session:
-        instance = get_instance(session, instance_id)
-        if instance.host is None:
-            raise InvalidState(f"instance {instance_id} is on no host")
-        return instance.host.name
+        return _placed_host(session, instance_id).name
 
 
 def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
@@ -283,10 +288,7 @@ def start(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> 
 
 def _host_uri(cloud: CloudContext, instance_id: str) -> str:
     with cloud.store.read() as session:
-        instance = get_instance(session, instance_id)
-        if instance.host is None:
-            raise InvalidState(f"instance {instance_id} is on no host")
-        return instance.host.uri
+        return _placed_host(session, instance_id).uri
 
 
 def begin_reboot(cloud: CloudContext, instance_id: str, farm_id: int | None = None, queue: bool = False) -> None:
