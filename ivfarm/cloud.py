@@ -33,7 +33,8 @@ ROUTER_BACKENDS = ("netns", "openwrt", "none")
 
 
 # directory -> mode: QEMU's user traverses the state directory (0711) to the trees it reads
-STATE_DIR_MODES = {"": 0o711, "images": 0o755, "disks": 0o755, "seeds": 0o755, "console": 0o755, "run": 0o700}
+STATE_DIR_MODES = {"": 0o711, "images": 0o755, "disks": 0o755, "seeds": 0o755, "console": 0o755, "run": 0o700,
+                   "dhcp": 0o711}
 
 
 class Cloud:
@@ -96,7 +97,8 @@ class Cloud:
         if name == "none":
             return None
         if name == "netns":
-            return NetnsRouter(self.public_segment, self.config.state_dir / "run" / "routers")
+            return NetnsRouter(self.public_segment, self.config.state_dir / "run" / "routers",
+                               self.config.state_dir / "dhcp")
         if name == "openwrt":
             return openwrt_backend(self)
         raise ConfigError(f"unknown virtual router backend {name!r} (use {', '.join(ROUTER_BACKENDS)})")

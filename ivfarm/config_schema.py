@@ -216,6 +216,7 @@ class Network(Section):
     trunk_interface: Name | None = None
     public: Public = Field(default_factory=Public)
     dns_forwarders: list[IpAddress] = ["198.51.100.1"]
+    egress_deny: list[Ipv4Network] = []  # site networks (management, storage) farm traffic never reaches
 
     @model_validator(mode="after")
     def _ranges(self) -> Network:
@@ -238,7 +239,7 @@ class OpenWrt(Section):
     ssh_user: Name = "root"
     ssh_key: PathStr | None = None
     known_hosts: PathStr | None = None
-    ssh_allow_from: Networks | None = None  # None: the router's own public network
+    ssh_allow_from: Networks | None = None  # None: the controller's own address toward each router
 
 
 class Vrouter(Section):

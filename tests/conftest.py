@@ -5,6 +5,7 @@ import functools
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,16 @@ def cloud_factory(tmp_path: Path) -> Iterator[Callable[..., Cloud]]:
     yield factory
     for built in made:
         built.store.dispose()
+
+
+@pytest.fixture(scope="session")
+def dhcp_dir() -> Iterator[Path]:
+    """Where netns routers made directly by tests keep their DHCP hosts files: a directory the
+    unprivileged dnsmasq user can reach (pytest's own temporary directories are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="ivfarm-dhcp-", dir="/var/tmp"))
+    os.chmod(path, 0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

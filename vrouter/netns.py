@@ -68,16 +68,23 @@ class NetnsRouter(RouterBackend):
         self,
         public: PublicSegment,
         run_dir: Path,
+        dhcp_dir: Path,
         *,
         dnsmasq: str = "dnsmasq",
         python: str = sys.executable,
         lease_time: str = DEFAULT_LEASE_TIME,
         gratuitous_arp: bool = True,
         metadata_user: str = "nobody",
+        dnsmasq_user: str = "dnsmasq",
     ) -> None:
+        """``run_dir`` holds each router's private files (root only); ``dhcp_dir`` each router's
+        DHCP hosts file, in a directory of ``dnsmasq_user``'s (every parent of it must be
+        traversable by that user)."""
         self.public = public
         self.metadata_user = metadata_user
+        self.dnsmasq_user = dnsmasq_user
         self.run_dir = Path(run_dir)
+        self.dhcp_dir = Path(dhcp_dir)
         self.dnsmasq = dnsmasq
         self.python = python
         self.lease_time = lease_time
@@ -185,6 +192,7 @@ class NetnsRouter(RouterBackend):
     def _build(self, spec: RouterSpec) -> None:
         key, ns = spec.key, netns_name(spec.key)
         self._dir(key).mkdir(parents=True)  # the run dir marks the router from here on
+        self._make_hosts_dir(key)
         _sh.netns_add(ns)
         _sh.run(_sh.ns_exec(ns, [
             "sysctl", "-q", "-w",
@@ -219,9 +227,12 @@ class NetnsRouter(RouterBackend):
         self._save_spec(spec)
 
     def _apply(self, spec: RouterSpec, old: RouterSpec | None) -> None:
+        from_before = not self._hosts_dir(spec.key).is_dir()  # its dnsmasq runs as root on the old hosts file
+        if from_before:
+            self._make_hosts_dir(spec.key)
         hosts_changed = self._write_hosts(spec)
         pid = self._dnsmasq_pid(spec.key)
-        if pid is None or old is None or old.dns_forwarders != spec.dns_forwarders:
+        if pid is None or old is None or old.dns_forwarders != spec.dns_forwarders or from_before:
             # forwarders are command-line flags: only a restart of dnsmasq (not the router) changes them
             self._stop_dnsmasq(spec.key)
             self._start_dnsmasq(spec)
@@ -268,13 +279,24 @@ class NetnsRouter(RouterBackend):
         _sh.run(_sh.ns_exec(ns, cmd), check=False, timeout=5)
 
     # --- dnsmasq --------------------------------------------------------------------------------
+    def _make_hosts_dir(self, key: str) -> None:
+        """The router's hosts directory: 0700, owned by dnsmasq's user (below a dhcp_dir it may traverse)."""
+        owner = _user(self.dnsmasq_user, "dnsmasq's")
+        self.dhcp_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dhcp_dir, 0o711)
+        directory = self._hosts_dir(key)
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chown(directory, owner.pw_uid, owner.pw_gid)
+
     def _write_hosts(self, spec: RouterSpec) -> bool:
-        """Atomically (re)write the DHCP hosts file; True when its content changed."""
-        return _replace_file(self._paths(spec.key).hosts, dnsmasq_hosts(spec), 0o644)
+        """Atomically (re)write the DHCP hosts file (0600, dnsmasq's user's); True when it changed."""
+        return _replace_file(self._paths(spec.key).hosts, dnsmasq_hosts(spec), 0o600,
+                             _user(self.dnsmasq_user, "dnsmasq's"))
 
     def _start_dnsmasq(self, spec: RouterSpec) -> None:
         paths = self._paths(spec.key)
-        cmd = _sh.ns_exec(netns_name(spec.key), [self.dnsmasq, *dnsmasq_args(spec, paths, self.lease_time)])
+        args = dnsmasq_args(spec, paths, self.dnsmasq_user, self.lease_time)
+        cmd = _sh.ns_exec(netns_name(spec.key), [self.dnsmasq, *args])
         _sh.start_daemon(cmd, paths.pid, "dnsmasq")
 
     def _dnsmasq_pid(self, key: str) -> int | None:
@@ -308,11 +330,7 @@ class NetnsRouter(RouterBackend):
     def _write_records(self, key: str, text: str) -> None:
         """Replace the records file atomically, 0600 and owned by the metadata server's user (the run
         directories above it stay closed to that user: the server reads through a directory it pinned)."""
-        try:
-            owner = pwd.getpwnam(self.metadata_user)
-        except KeyError:
-            raise RouterError(f"the metadata server's user {self.metadata_user!r} does not exist") from None
-        _replace_file(self._records_path(key), text, 0o600, owner)
+        _replace_file(self._records_path(key), text, 0o600, _user(self.metadata_user, "the metadata server's"))
 
     def _records_path(self, key: str) -> Path:
         return self._dir(key) / "metadata.json"
@@ -331,6 +349,7 @@ class NetnsRouter(RouterBackend):
         _sh.link_delete(wan_veth(key))
         self.public.detach(wan_veth(key))
         shutil.rmtree(self._dir(key), ignore_errors=True)
+        shutil.rmtree(self._hosts_dir(key), ignore_errors=True)
 
         def leftovers() -> list[str]:
             return [
@@ -339,6 +358,7 @@ class NetnsRouter(RouterBackend):
                     (f"namespace {ns}", _sh.netns_exists(ns)),
                     (f"link {lan_veth(key)}", _sh.link_exists(lan_veth(key))),
                     (f"directory {self._dir(key)}", self._dir(key).exists()),
+                    (f"directory {self._hosts_dir(key)}", self._hosts_dir(key).exists()),
                 )
                 if present
             ]
@@ -359,8 +379,11 @@ class NetnsRouter(RouterBackend):
     def _dir(self, key: str) -> Path:
         return self.run_dir / key
 
+    def _hosts_dir(self, key: str) -> Path:
+        return self.dhcp_dir / key
+
     def _paths(self, key: str) -> DnsmasqPaths:
-        return DnsmasqPaths.under(self._dir(key))
+        return DnsmasqPaths.under(self._dir(key), self._hosts_dir(key))
 
     def _save_spec(self, spec: RouterSpec) -> None:
         atomic_write(self._dir(spec.key) / "spec.json", json.dumps(spec.to_dict(), indent=1, sort_keys=True))
@@ -374,6 +397,13 @@ class NetnsRouter(RouterBackend):
     def _lock(self) -> AbstractContextManager[None]:
         """One router change at a time on this machine (several ivfarm processes may run)."""
         return exclusive_lock(self.run_dir / ".lock")
+
+
+def _user(name: str, whose: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise RouterError(f"{whose} user {name!r} does not exist") from None
 
 
 def _replace_file(path: Path, content: str, mode: int, owner: pwd.struct_passwd | None = None) -> bool:

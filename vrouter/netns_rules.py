@@ -51,6 +51,9 @@ def iptables_ruleset(spec: RouterSpec) -> str:
         # forwarding: replies, the farm going out, and inbound only where we DNATed it
         f"-A {CHAIN_FWD} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
         f"-A {CHAIN_FWD} -m conntrack --ctstate INVALID -j DROP",
+        # the site's management networks are out of the farm's reach, whatever it asks for
+        *(f"-A {CHAIN_FWD} -i {LAN_IF} -o {WAN_IF} -d {network} -j REJECT --reject-with icmp-admin-prohibited"
+          for network in spec.egress_deny),
         f"-A {CHAIN_FWD} -i {LAN_IF} -o {WAN_IF} -s {lan} -j ACCEPT",
     ]
     for fwd in spec.forwards:
@@ -105,15 +108,19 @@ def dnsmasq_hosts(spec: RouterSpec) -> str:
 
 @dataclass(frozen=True)
 class DnsmasqPaths:
+    """Where one router's dnsmasq keeps its files: the hosts file in a directory its unprivileged
+    user can reach (it re-reads it on SIGHUP), the rest in the controller's run directory (opened
+    while dnsmasq is still root)."""
+
     hosts: Path
     leases: Path
     pid: Path
     log: Path
 
     @classmethod
-    def under(cls, directory: Path) -> DnsmasqPaths:
+    def under(cls, directory: Path, hosts_directory: Path) -> DnsmasqPaths:
         return cls(
-            hosts=directory / "dhcp-hosts",
+            hosts=hosts_directory / "dhcp-hosts",
             leases=directory / "dnsmasq.leases",
             pid=directory / "dnsmasq.pid",
             log=directory / "dnsmasq.log",
@@ -121,18 +128,17 @@ class DnsmasqPaths:
 
 
 def dnsmasq_args(
-    spec: RouterSpec, paths: DnsmasqPaths, lease_time: str = DEFAULT_LEASE_TIME
+    spec: RouterSpec, paths: DnsmasqPaths, user: str, lease_time: str = DEFAULT_LEASE_TIME
 ) -> list[str]:
     """dnsmasq's command line inside the router namespace: DHCP for known MACs only, DNS
-    forwarded to the spec's forwarders, bound to the LAN interface only."""
+    forwarded to the spec's forwarders, bound to the LAN interface only, running as ``user``
+    once its sockets and files are open."""
     lan = spec.lan_network
     args = [
         "--conf-file=/dev/null",
         "--no-hosts",
         "--no-resolv",
-        # root inside the router namespace: it re-reads the hosts file on SIGHUP and writes its
-        # lease file under the controller's run dir, which "nobody" may not be able to reach
-        "--user=root",
+        f"--user={user}",
         "--bind-interfaces",
         f"--interface={LAN_IF}",
         "--except-interface=lo",

@@ -8,6 +8,7 @@ It has no EC2 metadata service (serves_metadata is False): its VMs use their NoC
 """
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -49,22 +50,25 @@ class OpenWrtRouter(RouterBackend):
     ) -> None:
         self.vm = vm
         self.pusher = SshPusher(settings)
-        self.render_options = {
-            "lan_device": lan_device, "wan_device": wan_device,
-            "ssh_allow_from": ssh_allow_from, "lease_time": lease_time,
-        }
+        self.ssh_allow_from = None if ssh_allow_from is None else list(ssh_allow_from)
+        self.render_options = {"lan_device": lan_device, "wan_device": wan_device, "lease_time": lease_time}
         self._addresses: dict[str, str] = {}
         self.last_push: PushResult | None = None
 
-    def render(self, spec: RouterSpec) -> dict[str, str]:
-        return render_uci(spec, **self.render_options)
+    def render(self, spec: RouterSpec, management_address: str) -> dict[str, str]:
+        """The UCI files for the router reached at ``management_address``: SSH from the configured
+        networks, or else only from this controller's own address toward the router."""
+        allow = self.ssh_allow_from
+        if allow is None:
+            allow = [f"{source_address_toward(management_address)}/32"]
+        return render_uci(spec, ssh_allow_from=allow, **self.render_options)
 
     def create(self, spec: RouterSpec) -> None:
-        files = self.render(spec)  # bad input fails before any VM is made
+        self._validate(spec)  # bad input fails before any VM is made
         if self.exists(spec.key):
             raise RouterError(f"router {spec.key} already exists (apply() changes it, destroy() removes it)")
         try:
-            self._push(spec, files)
+            self._push(spec)
         except Exception as exc:
             cleanup = ""
             try:
@@ -74,11 +78,11 @@ class OpenWrtRouter(RouterBackend):
             raise RouterError(f"creating router {spec.key} (farm {spec.farm}) failed: {exc}{cleanup}") from exc
 
     def apply(self, spec: RouterSpec) -> None:
-        files = self.render(spec)
+        self._validate(spec)
         if not self.exists(spec.key):
             raise RouterError(f"router {spec.key} does not exist (create it first)")
         try:
-            self._push(spec, files)
+            self._push(spec)
         except Exception as exc:
             raise RouterError(f"updating router {spec.key} (farm {spec.farm}) failed: {exc}") from exc
 
@@ -122,10 +126,23 @@ class OpenWrtRouter(RouterBackend):
             "(its VMs read their NoCloud seed instead)"
         )
 
-    def _push(self, spec: RouterSpec, files: dict[str, str]) -> None:
+    def _validate(self, spec: RouterSpec) -> None:
+        render_uci(spec, ssh_allow_from=self.ssh_allow_from or (), **self.render_options)
+
+    def _push(self, spec: RouterSpec) -> None:
         address = self.vm.ensure(spec)
         self._addresses[spec.key] = address
-        self.last_push = self.pusher.push(address, files)
+        self.last_push = self.pusher.push(address, self.render(spec, address))
+
+
+def source_address_toward(address: str) -> str:
+    """This machine's own address on the route to ``address`` (a UDP connect sends no packet)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((address, 22))
+            return str(probe.getsockname()[0])
+    except OSError as exc:
+        raise RouterError(f"no route from this controller to the router's management address {address}: {exc}") from exc
 
 
 def _check_key(key: str) -> None:

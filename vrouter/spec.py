@@ -90,10 +90,11 @@ class RouterSpec:
     forwards: tuple[PortForward, ...] = ()
     elastic_ip: str | None = None
     elastic_target: str | None = None
+    egress_deny: tuple[str, ...] = ()  # networks the farm's traffic never reaches (site management)
 
     def __post_init__(self) -> None:
         # accept lists from callers, keep tuples (hashable, immutable)
-        for name in ("dns_forwarders", "leases", "forwards"):
+        for name in ("dns_forwarders", "leases", "forwards", "egress_deny"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if not KEY_RE.match(str(self.key)):
             raise SpecError(f"router key {self.key!r} must be 1-6 lowercase letters or digits")
@@ -124,6 +125,12 @@ class RouterSpec:
                 ipaddress.ip_address(server)
             except ValueError:
                 raise SpecError(f"DNS forwarder {server!r} is not an IP address") from None
+
+        for network in self.egress_deny:
+            try:
+                ipaddress.IPv4Network(network, strict=True)
+            except ValueError as exc:
+                raise SpecError(f"egress deny network {network!r}: {exc}") from None
 
         macs: set[str] = set()
         ips: set[str] = set()
@@ -189,6 +196,7 @@ class RouterSpec:
         """Plain JSON-able dict (round-trips through from_dict)."""
         data = asdict(self)
         data["dns_forwarders"] = list(self.dns_forwarders)
+        data["egress_deny"] = list(self.egress_deny)
         data["leases"] = [asdict(lease) for lease in self.leases]
         data["forwards"] = [asdict(fwd) for fwd in self.forwards]
         return data
@@ -199,4 +207,5 @@ class RouterSpec:
         data["leases"] = tuple(Lease(**lease) for lease in data.get("leases", ()))
         data["forwards"] = tuple(PortForward(**fwd) for fwd in data.get("forwards", ()))
         data["dns_forwarders"] = tuple(data.get("dns_forwarders", ()))
+        data["egress_deny"] = tuple(data.get("egress_deny", ()))
         return cls(**data)

@@ -13,7 +13,9 @@ Choices worth knowing:
   and a fw4 `nat` SNAT section (fw4 puts user `nat` rules before the zone's masquerade).
 - Port forwards match only the router's own WAN address (`src_dip`), not the elastic IP.
 - The tenant never reaches the router: the lan zone rejects input except DHCP, DNS and ping;
-  SSH is accepted on wan only from `ssh_allow_from` (the controller's management networks).
+  SSH is accepted on wan only from `ssh_allow_from` (the controller's management address or
+  networks), which may not hold the router's own WAN address or elastic IP (farm traffic leaves from
+  there); farm traffic to the site's `egress_deny` networks is rejected.
 """
 from __future__ import annotations
 
@@ -36,10 +38,12 @@ def netjson(
     *,
     lan_device: str = "eth0",
     wan_device: str = "eth1",
-    ssh_allow_from: Sequence[str] | None = None,
+    ssh_allow_from: Sequence[str] = (),
     lease_time: str = "12h",
 ) -> dict[str, Any]:
-    """The NetJSON DeviceConfiguration (plus dhcp/firewall packages) for the spec."""
+    """The NetJSON DeviceConfiguration (plus dhcp/firewall packages) for the spec; SSH is accepted
+    on wan from the ``ssh_allow_from`` networks only (none: no SSH at all)."""
+    _check_ssh_allow_from(spec, ssh_allow_from)
     wan_addresses: list[dict[str, Any]] = [{
         "proto": "static", "family": "ipv4",
         "address": spec.wan_ip, "mask": spec.wan_prefix, "gateway": spec.wan_gateway,
@@ -51,8 +55,6 @@ def netjson(
         # per-interface, not top-level dns_servers: netjsonconfig would put those on every
         # static interface (lan too) and then fail to parse its own output (duplicates)
         wan["dns"] = " ".join(spec.dns_forwarders)
-    if ssh_allow_from is None:
-        ssh_allow_from = [str(ipaddress.ip_interface(f"{spec.wan_ip}/{spec.wan_prefix}").network)]
     return {
         "interfaces": [
             {
@@ -67,6 +69,24 @@ def netjson(
         "dhcp": _dhcp(spec, lease_time),
         "firewall": _firewall(spec, list(ssh_allow_from)),
     }
+
+
+def _check_ssh_allow_from(spec: RouterSpec, networks: Sequence[str]) -> None:
+    """Refuse management networks that hold farm addresses: every farm's traffic leaves from the
+    public network (its router's WAN address or elastic IP), so a network holding this router's
+    own addresses would open its SSH to the other farms."""
+    farm_addresses = [ipaddress.IPv4Address(a) for a in (spec.wan_ip, spec.elastic_ip) if a]
+    for text in networks:
+        try:
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError as exc:
+            raise RouterError(f"router {spec.key}: ssh_allow_from {text!r}: {exc}") from None
+        inside = [str(a) for a in farm_addresses if a in network]
+        if inside:
+            raise RouterError(
+                f"router {spec.key}: ssh_allow_from {text} holds {', '.join(inside)}, where farm traffic "
+                "leaves from: allow the controller's management address or network only"
+            )
 
 
 def render_uci(spec: RouterSpec, **options: Any) -> dict[str, str]:
@@ -152,6 +172,11 @@ def _firewall(spec: RouterSpec, ssh_allow_from: list[str]) -> list[dict[str, Any
             "input": "DROP", "output": "ACCEPT", "forward": "DROP", "masq": True, "mtu_fix": True,
         },
         {"config_name": "forwarding", "config_value": "lan_wan", "src": "lan", "dest": "wan"},
+        *([{
+            "config_name": "rule", "config_value": "lan_egress_deny", "name": "Deny-site-management",
+            "family": "ipv4", "src": "lan", "dest": "wan", "dest_ip": list(spec.egress_deny), "proto": "all",
+            "target": "REJECT",
+        }] if spec.egress_deny else []),
         _rule("lan_dhcp", "Allow-DHCP", "lan", "udp", dest_port="67"),
         _rule("lan_dns", "Allow-DNS", "lan", "tcp udp", dest_port="53"),
         _rule("lan_ping", "Allow-Ping", "lan", "icmp", icmp_type="echo-request"),

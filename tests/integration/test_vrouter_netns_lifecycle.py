@@ -60,8 +60,8 @@ def dnsmasq_pids(run_dir: Path) -> list[int]:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[NetnsRouter]:
-    router = NetnsRouter(PUB, tmp_path / "run")
+def env(tmp_path: Path, dhcp_dir: Path) -> Iterator[NetnsRouter]:
+    router = NetnsRouter(PUB, tmp_path / "run", dhcp_dir)
     PUB.ensure()
     bridge_add(BRIDGE)
     try:
@@ -111,7 +111,7 @@ def test_missing_lan_bridge_is_refused_before_anything_is_made(env: NetnsRouter)
 
 
 def test_failure_midway_rolls_back(env: NetnsRouter, tmp_path: Path) -> None:
-    broken = NetnsRouter(PUB, env.run_dir, dnsmasq="/bin/false")  # fails at the very last step
+    broken = NetnsRouter(PUB, env.run_dir, env.dhcp_dir, dnsmasq="/bin/false")  # fails at the very last step
     with pytest.raises(RouterError, match="creating router lc3 .*dnsmasq failed to start"):
         broken.create(spec("lc3"))
     assert_gone(env, "lc3")
@@ -184,7 +184,7 @@ def test_site_bridge_mode(env: NetnsRouter) -> None:
         site.ensure()
     bridge_add(site.bridge)
     try:
-        router = NetnsRouter(site, env.run_dir)
+        router = NetnsRouter(site, env.run_dir, env.dhcp_dir)
         router.create(spec("lc10"))
         assert Path(f"/sys/class/net/{wan_veth('lc10')}/master").resolve().name == site.bridge
         router.destroy("lc10")

@@ -96,9 +96,9 @@ def vm(cleanups: ExitStack, name: str, lease: Lease, router: RouterSpec) -> None
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory, dhcp_dir: Path) -> Iterator[World]:
     with ExitStack() as cleanups:
-        router = NetnsRouter(PUB, tmp_path_factory.mktemp("vrouter-metadata") / "run")
+        router = NetnsRouter(PUB, tmp_path_factory.mktemp("vrouter-metadata") / "run", dhcp_dir)
         cleanups.callback(PUB.destroy)
         PUB.ensure()
         for spec_ in (SPEC_A, SPEC_B):

@@ -131,7 +131,7 @@ SPEC = RouterSpec(
     forwards=(PortForward("tcp", 443, "10.64.7.10", 8443),),
     elastic_ip="198.51.100.71", elastic_target="10.64.7.10",
 )
-FILES = render_uci(SPEC)
+FILES = render_uci(SPEC, ssh_allow_from=["127.0.0.1/32"])  # the controller's address toward 127.0.0.1
 
 
 def config_dir(scratch: Path) -> Path:

@@ -21,13 +21,14 @@ FULL = RouterSpec(
     leases=(Lease("02:00:0a:40:03:06", "10.64.3.6", ""), Lease("02:00:0a:40:03:05", "10.64.3.5", "worker-1")),
     forwards=(PortForward("udp", 5353, "10.64.3.6", 53), PortForward("tcp", 8080, "10.64.3.5", 80)),
     elastic_ip="198.51.100.20", elastic_target="10.64.3.5",
+    egress_deny=("192.0.2.0/24", "198.18.0.0/15"),
 )
 MINIMAL = RouterSpec(
     key="r8", farm="big", lan_cidr="10.64.8.0/22", lan_ip="10.64.8.1", lan_bridge="ivbr8",
     wan_ip="203.0.113.77", wan_prefix=24, wan_gateway="203.0.113.1", dns_forwarders=("203.0.113.53",),
     elastic_ip="203.0.113.78",  # reserved but unbound: must not appear anywhere
 )
-CASES = {"full": (FULL, {}), "minimal": (MINIMAL, {"ssh_allow_from": ["192.0.2.10/32"]})}
+CASES = {"full": (FULL, {"ssh_allow_from": ["192.0.2.10/32"]}), "minimal": (MINIMAL, {"ssh_allow_from": ["192.0.2.10/32"]})}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -82,7 +82,7 @@ OLD_DEFAULTS = {  # the tree before the schema existed: the schema's defaults mu
         "farm_pool": "10.64.0.0/12", "farm_prefix": 24, "vlan_range": [100, 4000], "trunk_interface": None,
         "public": {"cidr": "198.51.100.0/24", "gateway": "198.51.100.1", "range": ["198.51.100.10", "198.51.100.250"],
                    "bridge": "ivpub0", "netns": "ivfarm-public", "dhcp_server": None},
-        "dns_forwarders": ["198.51.100.1"],
+        "dns_forwarders": ["198.51.100.1"], "egress_deny": [],
     },
     "vrouter": {
         "backend": "netns", "host_uri": "qemu:///system",

@@ -98,11 +98,12 @@ def test_hosts_file_sorted_by_mac() -> None:
 
 
 def test_dnsmasq_flags() -> None:
-    args = dnsmasq_args(SPEC, DnsmasqPaths.under(Path("/run/x/r142")), lease_time="1h")
+    args = dnsmasq_args(SPEC, DnsmasqPaths.under(Path("/run/x/r142"), Path("/var/x/dhcp/r142")), "dnsmasq",
+                        lease_time="1h")
     assert "--port=0" not in " ".join(args)                    # the router is the farm's DNS
     assert "--no-resolv" in args and "--server=9.9.9.9" in args and "--server=1.1.1.1" in args
     assert "--dhcp-range=10.64.3.0,static,255.255.255.0,1h" in args
-    assert "--dhcp-hostsfile=/run/x/r142/dhcp-hosts" in args
+    assert "--dhcp-hostsfile=/var/x/dhcp/r142/dhcp-hosts" in args and "--user=dnsmasq" in args
     assert "--dhcp-option=option:router,10.64.3.1" in args
     assert "--dhcp-option=option:dns-server,10.64.3.1" in args
     assert "--interface=lan0" in args and "--bind-interfaces" in args and "--dhcp-authoritative" in args
@@ -126,7 +127,7 @@ def test_names_fit_interface_limits() -> None:
 
 
 def test_router_refuses_a_key_colliding_with_the_public_namespace(tmp_path: Path) -> None:
-    router = NetnsRouter(PublicSegment(), tmp_path)
+    router = NetnsRouter(PublicSegment(), tmp_path / "run", tmp_path / "dhcp")
     with pytest.raises(RouterError, match="public segment"):
         router.destroy("public")
     with pytest.raises(RouterError, match="router key"):

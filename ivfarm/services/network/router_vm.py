@@ -95,7 +95,24 @@ def openwrt_backend(cloud: CloudContext) -> OpenWrtRouter:
     push = PushSettings(username=str(settings["ssh_user"]), key_filename=settings.get("ssh_key"),
                         known_hosts=settings.get("known_hosts"))
     allow = settings.get("ssh_allow_from")
+    allow = [allow] if isinstance(allow, str) else allow
+    _check_management_networks(cloud, allow or [])
     try:
-        return OpenWrtRouter(LibvirtRouterVm(cloud), push, ssh_allow_from=[allow] if isinstance(allow, str) else allow)
+        return OpenWrtRouter(LibvirtRouterVm(cloud), push, ssh_allow_from=allow)
     except RouterError as exc:
         raise ConfigError(f"vrouter.openwrt: {exc}") from exc
+
+
+def _check_management_networks(cloud: CloudContext, networks: list[str]) -> None:
+    """Routers' WAN addresses and elastic IPs come from the public range, and every farm's traffic
+    leaves from one of them: a management network overlapping that range would open every router's
+    SSH to the other farms."""
+    low, high = (ipaddress.IPv4Address(a) for a in cloud.config.get("network.public.range"))
+    farm_side = list(ipaddress.summarize_address_range(low, high))
+    for text in networks:
+        network = ipaddress.ip_network(text, strict=False)
+        if network.version == 4 and any(network.overlaps(part) for part in farm_side):
+            raise ConfigError(
+                f"vrouter.openwrt.ssh_allow_from: {text} overlaps network.public.range {low}-{high}, "
+                "where farm traffic leaves from; give the controller's management address or network"
+            )

@@ -50,6 +50,7 @@ def router_spec(cloud: CloudContext, session: Session, farm: Farm) -> RouterSpec
         dns_forwarders=tuple(cloud.config.get("network.dns_forwarders")),
         leases=leases, forwards=forwards,
         elastic_ip=elastic.public_ip if elastic is not None else None, elastic_target=target,
+        egress_deny=tuple(cloud.config.get("network.egress_deny")),
     )
 
 
