@@ -202,7 +202,7 @@ def _busy_now(cloud: CloudContext, instance_id: str) -> bool:
 
 
 def _recover(cloud: CloudContext, failed: str, instance_id: str, host_class: str, state: str, fenced: bool) -> InstanceRecovery:
-    reason = f"Server.HostFailure: host {failed} failed"
+    reason = "Server.HostFailure: the instance's host failed"  # tenants never learn host names
     active = state in ACTIVE_STATES
     policy = cloud.config.get("hosts.worker_failure_policy")
     if fenced and host_class == "service" and cloud.storage(host_class).shared and state != "shutting-down":
@@ -249,7 +249,7 @@ def _restart(cloud: CloudContext, failed: str, instance_id: str, state: str, rea
         place_on(cloud, instance_id, failed)
         set_state(cloud, instance_id, S.STOPPED, reason, expect=(S.PENDING, S.STOPPED))
         return InstanceRecovery(instance_id, "service", "failed", target, str(exc))
-    set_state(cloud, instance_id, S.RUNNING if was_running else S.STOPPED, f"{reason}; restarted on {target}",
+    set_state(cloud, instance_id, S.RUNNING if was_running else S.STOPPED, f"{reason}; restarted on another host",
               expect=(S.PENDING,) if was_running else (S.STOPPED,))
     return InstanceRecovery(instance_id, "service", "restarted", target, f"from the shared volume on {target}")
 
@@ -265,5 +265,5 @@ def _recreate(cloud: CloudContext, failed: str, instance_id: str, state: str, re
         provisioning.provision(cloud, instance_id)
     except IvfarmError as exc:
         return InstanceRecovery(instance_id, "worker", "failed", target, f"recreating failed (terminated): {exc}")
-    set_state(cloud, instance_id, S.RUNNING, f"{reason}; recreated on {target}", expect=(S.RUNNING,))
+    set_state(cloud, instance_id, S.RUNNING, f"{reason}; recreated on another host", expect=(S.RUNNING,))
     return InstanceRecovery(instance_id, "worker", "recreated", target, f"new root disk from its image on {target}")
