@@ -59,7 +59,7 @@ def test_reconcile_after_the_server_is_killed_mid_provisioning(real_cloud_factor
     assert disks == set(live)
     seeds = {p.stem for p in (cloud.config.state_dir / "seeds").iterdir()}
     assert seeds == set(live)
-    hosts_file = cloud.config.state_dir / "run" / "routers" / f"r{farm.vlan}" / "dhcp-hosts"
+    hosts_file = cloud.config.state_dir / "dhcp" / f"r{farm.vlan}" / "dhcp-hosts"
     leased = {line.split(",")[1] for line in hosts_file.read_text().splitlines() if line}
     assert leased == {i.ip for i in live.values()}
     rules = subprocess.run(["ip", "netns", "exec", f"ivfarm-r{farm.vlan}", "iptables-save"],
