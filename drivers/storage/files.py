@@ -44,6 +44,7 @@ class HostFiles:
         self.ensure_directory(uri)
         target = self.directory / name
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # also when an older file had other modes
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         return str(target)

@@ -105,3 +105,19 @@ def test_migration_0005_seals_the_keys_an_older_store_holds_in_clear(tmp_path: P
         assert session.execute(select(Farm.secret_key)).scalar_one() == SECRET
     cloud.store.dispose()
 
+
+
+def test_seed_isos_holding_user_data_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    """A seed carries the VM's user-data: 0600 also under umask 0 and over an older 0644 file."""
+    cloud = Cloud(build_config({"state_dir": str(tmp_path / "state"), "vrouter": {"backend": "none"}}))
+    cloud.prepare_state_dir()
+    older = Path(cloud.seeds.path("i-0123456789abcdef0.iso"))
+    older.write_bytes(b"old")
+    older.chmod(0o644)
+    previous = os.umask(0)
+    try:
+        written = Path(cloud.seeds.write("test:///default", older.name, b"#cloud-config\npassword: s3cret\n"))
+    finally:
+        os.umask(previous)
+    assert written == older and stat.S_IMODE(written.stat().st_mode) == 0o600
+    cloud.store.dispose()
