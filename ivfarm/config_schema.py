@@ -271,6 +271,9 @@ class Limits(Section):
     burst: PositiveCount = 400
     replay_entries: PositiveCount = 50000
     replay_grace_s: Number = 2.0
+    # where signatures are remembered: this process (memory), the shared store, or auto (the store
+    # when the server has several workers or the store is PostgreSQL, so several controllers may serve)
+    replay_guard: Literal["auto", "memory", "store"] = "auto"
 
 
 class SecurityGroupLimits(Section):

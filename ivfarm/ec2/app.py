@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -20,7 +21,7 @@ from ivfarm.ec2.errors import Ec2Error, auth_failure, from_ivfarm, internal
 from ivfarm.ec2.limits import FarmLimits
 from ivfarm.ec2.params import Params, parse_query
 from ivfarm.ec2.registry import ACTIONS
-from ivfarm.ec2.replay import MemoryReplayGuard, ReplayGuard, mutating
+from ivfarm.ec2.replay import MemoryReplayGuard, ReplayGuard, StoreReplayGuard, mutating
 from ivfarm.ec2.serializer import render, render_error
 from ivfarm.errors import IvfarmError
 from ivfarm.store.models import Farm
@@ -42,15 +43,27 @@ def too_large() -> Ec2Error:
     return Ec2Error("RequestEntityTooLarge", f"The request body is larger than {MAX_BODY} bytes", 413)
 
 
+def _replay_guard(cloud: Cloud, limits: dict[str, Any], workers: int) -> ReplayGuard:
+    """The guard ``ec2.limits.replay_guard`` asks for (auto: shared as soon as it may have to be)."""
+    entries, grace = int(limits["replay_entries"]), float(limits["replay_grace_s"])
+    choice = limits["replay_guard"]
+    if choice == "store" or choice == "auto" and (workers > 1 or not cloud.store.is_sqlite):
+        return StoreReplayGuard(cloud.store, entries, grace)
+    return MemoryReplayGuard(entries, grace)
+
+
 class Ec2App:
     """The EC2 Query API of one cloud."""
 
-    def __init__(self, cloud: Cloud, replay: ReplayGuard | None = None) -> None:
+    def __init__(self, cloud: Cloud, replay: ReplayGuard | None = None, workers: int = 1) -> None:
+        """The API of ``cloud`` as served by one of ``workers`` processes: each enforces its share of
+        the farms' request limits; the replay guard is shared when more than one process serves."""
         self.cloud = cloud
         self.region = str(cloud.config.get("ec2.region"))
         limits = cloud.config.get("ec2.limits")
-        self.limits = FarmLimits(int(limits["concurrent"]), float(limits["rate_per_s"]), int(limits["burst"]))
-        self.replay = replay or MemoryReplayGuard(int(limits["replay_entries"]), float(limits["replay_grace_s"]))
+        self.limits = FarmLimits(math.ceil(int(limits["concurrent"]) / workers),
+                                 float(limits["rate_per_s"]) / workers, math.ceil(int(limits["burst"]) / workers))
+        self.replay = replay or _replay_guard(cloud, limits, workers)
 
     def lookup(self, access_key: str) -> Principal | None:
         """The active farm an access key belongs to."""

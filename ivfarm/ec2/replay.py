@@ -6,10 +6,11 @@ the same request twice within a second (a loop of AllocateAddress, a ClientToken
 same signature: repeats arriving within ``grace_s`` of the first sighting are that client's own
 and pass; later ones are replays and are refused.
 
-``ReplayGuard`` is the interface; ``MemoryReplayGuard`` keeps the signatures in this process only,
-which is enough while ``ivfarm ec2 serve`` is one process. Several API processes behind one address
-need a guard backed by a store they share in its place (a table keyed by farm and signature with
-the first sighting and the expiry, for instance).
+``ReplayGuard`` is the interface. ``MemoryReplayGuard`` keeps the signatures in this process only,
+which is enough while ``ivfarm ec2 serve`` is one process on one controller; ``StoreReplayGuard``
+keeps them in the store's ``request_signatures`` table, so a request is accepted once whichever API
+worker or controller it reaches (``ec2.limits.replay_guard``; ``auto`` picks it for several workers
+or a PostgreSQL store).
 """
 from __future__ import annotations
 
@@ -19,7 +20,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+
 from ivfarm.ec2.limits import request_limit
+from ivfarm.store.models import RequestSignature
+from ivfarm.store.session import Store
 
 READ_ONLY_PREFIXES = ("Describe", "Get", "List")
 
@@ -64,3 +70,35 @@ class MemoryReplayGuard:
                 raise request_limit()
             seen[signature] = (now, valid_until)
             return True
+
+
+class StoreReplayGuard:
+    """At most ``per_farm`` live signatures per farm, in the store every API process shares."""
+
+    def __init__(self, store: Store, per_farm: int, grace_s: float = 2.0,
+                 clock: Callable[[], dt.datetime] = _utcnow) -> None:
+        self.store = store
+        self.per_farm = per_farm
+        self.grace = dt.timedelta(seconds=grace_s)
+        self._clock = clock
+
+    def admit(self, farm_id: int, signature: str, valid_until: dt.datetime) -> bool:
+        now = self._clock()
+        try:
+            with self.store.write() as session:
+                session.execute(delete(RequestSignature).where(RequestSignature.farm_id == farm_id,
+                                                               RequestSignature.valid_until < now))
+                seen = session.get(RequestSignature, (farm_id, signature))
+                if seen is not None:
+                    return now - seen.first_seen <= self.grace
+                live = session.scalar(select(func.count()).select_from(RequestSignature)
+                                      .where(RequestSignature.farm_id == farm_id)) or 0
+                if live >= self.per_farm:
+                    raise request_limit()
+                session.add(RequestSignature(farm_id=farm_id, signature=signature, first_seen=now,
+                                             valid_until=valid_until))
+            return True
+        except IntegrityError:  # another process recorded it between our look and our insert
+            with self.store.read() as session:
+                seen = session.get(RequestSignature, (farm_id, signature))
+            return seen is not None and now - seen.first_seen <= self.grace

@@ -74,7 +74,7 @@ class Ec2Server(BaseApplication):  # type: ignore[misc] # gunicorn ships no type
 
     def load(self) -> Ec2App:
         """In each worker, after the fork: its own cloud and store connections."""
-        return Ec2App(Cloud(self.ivfarm_config))
+        return Ec2App(Cloud(self.ivfarm_config), workers=self.options.workers)
 
     def _on_starting(self, _arbiter: Arbiter) -> None:
         if self.options.provisioner:
@@ -83,9 +83,6 @@ class Ec2Server(BaseApplication):  # type: ignore[misc] # gunicorn ships no type
             metrics.clear(self.options.metrics_dir)
 
     def _when_ready(self, _arbiter: Arbiter) -> None:
-        if self.options.workers > 1:
-            log.warning("%d workers: each keeps its own request limits and replay guard",
-                        self.options.workers)
         if self.options.metrics:
             host, port = self.options.metrics
             log.info("metrics on http://%s:%d/metrics", host, metrics.serve_exporter(host, port))

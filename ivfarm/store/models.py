@@ -302,3 +302,16 @@ class Job(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class RequestSignature(Base):
+    """A mutating EC2 request's signature, remembered until it expires, so that a replay is refused
+    whichever API worker or controller it reaches (``ivfarm.ec2.replay.StoreReplayGuard``)."""
+
+    __tablename__ = "request_signatures"
+    __table_args__ = (Index("ix_request_signatures_farm_expiry", "farm_id", "valid_until"),)
+
+    farm_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    signature: Mapped[str] = mapped_column(String(128), primary_key=True)
+    first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    valid_until: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -206,3 +206,21 @@ def test_sighup_reloads_while_serving(tmp_path: Path) -> None:
 
 def _worker_pids(site: Ec2Site) -> set[int]:
     return {int(pid) for pid in re.findall(r"Booting worker with pid: (\d+)", site.site.server_log())}
+
+
+def test_a_request_is_accepted_once_whichever_worker_it_reaches(multi: Ec2Site) -> None:
+    client = multi.raw("beta")
+    captured = client.prepare({"Action": "CreateKeyPair", "KeyName": "captured"})
+    assert client.send(*captured)[0] == 200
+    multi.client("beta").delete_key_pair(KeyName="captured")
+    time.sleep(2.5)  # past the client's own repeats within its signing second
+    answers: list[tuple[int, bytes]] = []
+    threads = [threading.Thread(target=lambda: answers.append(client.send(*captured))) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(answers) == 12 and all(status == 401 and b"AuthFailure" in body for status, body in answers)
+    refused = {line["pid"] for line in access_lines(multi) if line["status"] == 401 and line["farm"] == "beta"}
+    assert len(refused) == 2  # both workers saw the replay, and both refused it
+    assert multi.client("beta").describe_key_pairs()["KeyPairs"] == []

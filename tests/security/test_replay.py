@@ -2,7 +2,9 @@
 
 A SigV2 ``Expires`` years ahead is refused, and the exact bytes of a signed mutating request
 (CreateKeyPair, RunInstances) are accepted once: sent again later, they answer AuthFailure and
-make nothing. The client's own repeat within its signing second is served as before.
+make nothing. The client's own repeat within its signing second is served as before. Each test
+runs with the in-process guard and with the store's, which several API workers share: a request
+one worker served is refused by the other (on SQLite and PostgreSQL).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from ivfarm.cloud import Cloud
 from ivfarm.ec2.app import Ec2App
 from ivfarm.ec2.auth import Principal, SignedRequest, authenticate
 from ivfarm.ec2.errors import Ec2Error
-from ivfarm.ec2.replay import MemoryReplayGuard
+from ivfarm.ec2.replay import MemoryReplayGuard, ReplayGuard, StoreReplayGuard
 from ivfarm.services.compute.hosts import add_host
 from ivfarm.services.farms.lifecycle import FarmRequest, create_farm
 from ivfarm.services.jobs.provisioner import Provisioner
@@ -66,11 +68,18 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(params=["memory", "store"])
+def guard(request: pytest.FixtureRequest, cloud: Cloud, clock: Clock) -> ReplayGuard:
+    if request.param == "memory":
+        return MemoryReplayGuard(1000, clock=clock)
+    return StoreReplayGuard(cloud.store, 1000, clock=clock)
+
+
 @pytest.fixture
-def app(cloud: Cloud, clock: Clock) -> Iterator[Ec2App]:
+def app(cloud: Cloud, guard: ReplayGuard) -> Iterator[Ec2App]:
     provisioner = Provisioner(cloud, 1)
     provisioner.start()
-    yield Ec2App(cloud, MemoryReplayGuard(1000, clock=clock))
+    yield Ec2App(cloud, guard)
     provisioner.stop()
 
 
@@ -120,8 +129,33 @@ def test_read_only_requests_may_be_sent_again(app: Ec2App, farm: Farm, clock: Cl
     assert call(app, describe)[0] == 200
 
 
-def test_the_guard_forgets_signatures_once_they_expire(clock: Clock) -> None:
-    guard = MemoryReplayGuard(per_farm=2, grace_s=2, clock=clock)
+def test_a_request_one_worker_served_is_refused_by_another(db_cloud: Cloud, clock: Clock) -> None:
+    farm = create_farm(db_cloud, FarmRequest(name="alpha"))
+    first, second = (Ec2App(db_cloud, StoreReplayGuard(db_cloud.store, 1000, clock=clock), workers=2)
+                     for _ in range(2))
+    create = signed(farm.access_key, farm.secret_key, {"Action": "CreateKeyPair", "KeyName": "once"})
+    assert call(first, create)[0] == 200
+    assert call(first, signed(farm.access_key, farm.secret_key,
+                              {"Action": "DeleteKeyPair", "KeyName": "once"}))[0] == 200
+    clock.later(3)
+    status, body = call(second, create)
+    assert status == 401 and b"<Code>AuthFailure</Code>" in body
+    with db_cloud.store.read() as session:
+        assert session.query(KeyPair).count() == 0
+
+
+def test_workers_share_a_farms_limits(cloud: Cloud) -> None:
+    limits = cloud.config.get("ec2.limits")
+    share = Ec2App(cloud, workers=4).limits
+    assert (share.concurrent, share.rate, share.burst) == (16, limits["rate_per_s"] / 4, 100)
+    assert isinstance(Ec2App(cloud, workers=4).replay, StoreReplayGuard)
+    assert isinstance(Ec2App(cloud).replay, MemoryReplayGuard)  # one process on SQLite: its memory suffices
+
+
+@pytest.mark.parametrize("kind", ["memory", "store"])
+def test_the_guard_forgets_signatures_once_they_expire(kind: str, cloud: Cloud, clock: Clock) -> None:
+    guard: ReplayGuard = (MemoryReplayGuard(per_farm=2, grace_s=2, clock=clock) if kind == "memory"
+                          else StoreReplayGuard(cloud.store, per_farm=2, grace_s=2, clock=clock))
     until = clock.now + dt.timedelta(minutes=15)
     assert guard.admit(1, "sig-a", until)
     clock.later(3)

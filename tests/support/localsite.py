@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import yaml
 from botocore.auth import SigV4Auth
@@ -157,12 +157,7 @@ class QueryClient:
 
     def call(self, params: dict[str, str], sign: bool = True, version: str = "2016-11-15") -> tuple[int, bytes]:
         """POST ``params`` (Action included) signed with SigV4; returns status and body."""
-        body = urlencode({**params, "Version": version}).encode()
-        request = AWSRequest(method="POST", url=self.endpoint, data=body,
-                             headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
-        if sign:
-            SigV4Auth(self.credentials, "ec2", self.region).add_auth(request)
-        headers = {k: v for k, v in request.headers.items()}
+        body, headers = self.prepare(params, sign, version)
         try:
             self._connection.request("POST", "/", body=body, headers=headers)
             response = self._connection.getresponse()
@@ -171,6 +166,26 @@ class QueryClient:
             self._connection.request("POST", "/", body=body, headers=headers)
             response = self._connection.getresponse()
         return response.status, response.read()
+
+    def prepare(self, params: dict[str, str], sign: bool = True, version: str = "2016-11-15") -> tuple[bytes, dict[str, str]]:
+        """The body and headers of a POST of ``params``, signed now (send them again to replay them)."""
+        body = urlencode({**params, "Version": version}).encode()
+        request = AWSRequest(method="POST", url=self.endpoint, data=body,
+                             headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
+        if sign:
+            SigV4Auth(self.credentials, "ec2", self.region).add_auth(request)
+        return body, dict(request.headers.items())
+
+    def send(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """POST prepared bytes on a connection of their own; returns status and body."""
+        parts = urlsplit(self.endpoint)
+        connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+        try:
+            connection.request("POST", "/", body=body, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
 
     def close(self) -> None:
         self._connection.close()

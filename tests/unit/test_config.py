@@ -94,7 +94,7 @@ OLD_DEFAULTS = {  # the tree before the schema existed: the schema's defaults mu
     "ec2": {"listen": "127.0.0.1:8773", "region": "ivfarm-1", "zones": {"worker": None, "service": None},
             "provision_workers": 4, "terminated_visible_s": 3600,
             "limits": {"concurrent": 64, "rate_per_s": 200, "burst": 400, "replay_entries": 50000,
-                       "replay_grace_s": 2.0},
+                       "replay_grace_s": 2.0, "replay_guard": "auto"},
             "security_groups": {"per_farm": 2500, "rules_per_group": 60, "per_instance": 5},
             "metadata_options": {"imdsv2": "optional", "http_put_response_hop_limit": 1,
                                  "http_endpoint": "enabled"}},
