@@ -21,6 +21,7 @@ from ivfarm.services.compute.metadata_options import MetadataOptions
 from ivfarm.services.compute.scheduler import Request, Scheduler
 from ivfarm.services.images.catalog import find_image
 from ivfarm.services.network import addressing, farm_network
+from ivfarm.services.network.machine_features import feature_urls
 from ivfarm.services.network.routers import sync_router
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
@@ -198,10 +199,19 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
         session.flush()
         for instance in instances:
             security_groups.join_groups(session, instance.id, groups)
-        if request.tags and farm is not None:
-            add_tags(session, farm.id, {i.id: "instance" for i in instances}, request.tags)
+        if farm is not None:
+            tags = {**mjf_urls(cloud, farm.router_backend), **request.tags}
+            add_tags(session, farm.id, {i.id: "instance" for i in instances}, tags)
     journal.watch(cloud)  # their heartbeat, until each is built or given up
     return instances
+
+
+def mjf_urls(cloud: CloudContext, router_backend: str) -> dict[str, str]:
+    """``machinefeatures`` / ``jobfeatures`` -> the URLs of the farm router's Machine/Job Features
+    when that router serves them (else nothing): tags at launch (as Vcycle tags its VMs; the
+    tenant's own tags win) and keys of the NoCloud meta-data."""
+    backend = cloud.router_backend(router_backend)
+    return feature_urls() if backend is not None and backend.serves_metadata else {}
 
 
 def set_state(cloud: CloudContext, instance_id: str, state: str, reason: str = "",
