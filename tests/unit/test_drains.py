@@ -240,3 +240,17 @@ def test_the_cli_drains_shows_and_cancels(ivfarm: Callable[..., subprocess.Compl
     assert (shown["draining_until"], shown["enabled"]) == (None, True)
     cancel = ivfarm("host", "drain", "wn1", "--cancel")
     assert cancel.returncode != 0 and cancel.stderr.strip() == "error: host wn1 is not draining"
+
+
+def test_drains_on_both_databases(db_cloud: Cloud, fake_host: Callable[..., str], raw_disk: Path) -> None:
+    add_image(db_cloud, "base", raw_disk, public=True)
+    hosts.add_host(db_cloud, "wn1", fake_host("wn1"), "worker", hs06_per_core=8)
+    farm = lifecycle.create_farm(db_cloud, FarmRequest(name="lab"))
+    vm = running_vm(db_cloud, farm)
+    first = drains.drain_host(db_cloud, "wn1", 60)
+    drains.cancel_host_drain(db_cloud, "wn1")
+    second = drains.drain_host(db_cloud, "wn1", 120)
+    assert features_of(db_cloud, farm.id)[vm.ip]["machinefeatures"]["shutdowntime"] == str(int(second.deadline.timestamp()))
+    assert drains.process_due(db_cloud, now=first.deadline).finished == []  # the cancelled one never acts
+    [done] = drains.process_due(db_cloud, now=second.deadline).finished
+    assert (done.id, done.state, done.result) == (second.id, "done", {vm.id: "terminated"})

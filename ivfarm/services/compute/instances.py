@@ -27,7 +27,7 @@ from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
 from ivfarm.services.runtime.naming import DOMAIN_PREFIX
 from ivfarm.services.tenancy import quotas, security_groups
-from ivfarm.services.tenancy.tags import add_tags
+from ivfarm.services.tenancy.tags import MAX_TAGS, add_tags
 from ivfarm.store import jobs
 from ivfarm.store.models import HOST_CLASSES, IN_FLIGHT, LIVE_STATES, Flavor, Host, Image, Instance, utcnow
 from ivfarm.store.states import InstanceState as S
@@ -201,6 +201,8 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
             security_groups.join_groups(session, instance.id, groups)
         if farm is not None:
             tags = {**mjf_urls(cloud, farm.router_backend), **request.tags}
+            if len(tags) > MAX_TAGS >= len(request.tags):  # the tenant's 50 tags leave no room: theirs only
+                tags = dict(request.tags)
             add_tags(session, farm.id, {i.id: "instance" for i in instances}, tags)
     journal.watch(cloud)  # their heartbeat, until each is built or given up
     return instances
