@@ -114,6 +114,8 @@ def test_a_drain_announces_shutdowntime_and_a_cancel_takes_it_back(lab: tuple[Cl
     assert (shown.enabled, shown.draining_until, shown.drain_grace_s) == (False, view.deadline, 1800)
     with pytest.raises(InvalidState, match="already draining until .* cancel it first"):
         drains.drain_host(cloud, "wn1", 60)
+    with pytest.raises(InvalidState, match=r"is draining until .*\(ivfarm host undrain wn1\)"):
+        hosts.set_enabled(cloud, "wn1", True)
 
     drains.cancel_host_drain(cloud, "wn1")
     shown = hosts.show_host(cloud, "wn1")

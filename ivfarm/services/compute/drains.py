@@ -81,11 +81,17 @@ def active_host_drain(session: Session, host_id: int) -> Drain | None:
     return session.scalar(select(Drain).where(Drain.host_id == host_id, Drain.state == "active"))
 
 
+def _lock(session: Session, model: type[Host] | type[Instance], key: int | str) -> None:
+    """Hold the row until the transaction ends (PostgreSQL; SQLite writers are serialised anyway)."""
+    session.execute(select(model.id).where(model.id == key).with_for_update())
+
+
 def drain_host(cloud: CloudContext, host_name: str, grace_s: int) -> DrainView:
     """Disable the host and give its VMs ``grace_s`` seconds' notice (their ``shutdowntime``)."""
     _check_grace(grace_s)
     with cloud.store.write() as session:
         host = get_host(session, host_name)
+        _lock(session, Host, host.id)  # two drains of one host at once: the second finds the first
         current = active_host_drain(session, host.id)
         if current is not None:
             raise InvalidState(f"host {host_name} is already draining until {current.deadline:%Y-%m-%d %H:%M:%S} UTC: "
@@ -106,6 +112,7 @@ def drain_instance(cloud: CloudContext, instance_id: str, grace_s: int) -> Drain
     _check_grace(grace_s)
     with cloud.store.write() as session:
         instance = instances.get_instance(session, instance_id)
+        _lock(session, Instance, instance_id)
         if instance.state not in LIVE_STATES or instance.state == S.SHUTTING_DOWN:
             raise InvalidState(f"instance {instance_id} is {instance.state}: nothing to drain")
         current = session.scalar(select(Drain).where(Drain.instance_id == instance_id, Drain.state == "active"))

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from drivers.storage.ssh_cache import SshTarget
-from ivfarm.errors import AlreadyExists, InUse, InvalidInput, IvfarmError, NotFound
+from ivfarm.errors import AlreadyExists, InUse, InvalidInput, InvalidState, IvfarmError, NotFound
 from ivfarm.services.compute.scheduler import HostCapacity
 from ivfarm.services.network.routers import publish_metadata
 from ivfarm.services.runtime.context import CloudContext
@@ -146,9 +146,14 @@ def set_hs06(cloud: CloudContext, name: str, hs06_per_core: float) -> list[str]:
 
 
 def set_enabled(cloud: CloudContext, name: str, enabled: bool) -> None:
-    """Enable or disable scheduling on a host (running VMs stay where they are)."""
+    """Enable or disable scheduling on a host (running VMs stay where they are); a host being
+    drained gracefully stays disabled until its drain is cancelled."""
     with cloud.store.write() as session:
         host = get_host(session, name)
+        drain = session.scalar(select(Drain).where(Drain.host_id == host.id, Drain.state == "active")) if enabled else None
+        if drain is not None:
+            raise InvalidState(f"host {name} is draining until {drain.deadline:%Y-%m-%d %H:%M:%S} UTC: "
+                               f"cancel the drain first (ivfarm host undrain {name})")
         host.enabled = enabled
         if enabled:
             host.status = "up"
