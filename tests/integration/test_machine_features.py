@@ -8,15 +8,20 @@ the grace is over ``ivfarm reconcile`` terminates it (the default worker policy)
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from ivfarm.cloud import Cloud
-from ivfarm.services.compute import drains, hosts, instances, provisioning
+from ivfarm.services.compute import hosts, instances, provisioning
 from ivfarm.services.compute.instances import LaunchRequest
 from ivfarm.services.farms import lifecycle
-from ivfarm.services.jobs import reconcile
 from ivfarm.services.tenancy import tags
 from ivfarm.store.models import Instance
 from tests.integration.conftest import wait_for_console
@@ -26,6 +31,17 @@ pytestmark = [pytest.mark.root, pytest.mark.libvirtd, pytest.mark.vm]
 
 MDS = "http://169.254.169.254"
 GRACE_S = 15
+IVFARM = str(Path(sys.executable).with_name("ivfarm"))
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cli(cloud: Cloud, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ivfarm command on this cloud's configuration, as the sysadmin runs it."""
+    config = cloud.config.state_dir / "ivfarm.yaml"
+    config.write_text(yaml.safe_dump(cloud.config.data))
+    env = {**os.environ, "IVFARM_CONFIG": str(config), "PYTHONPATH": str(REPO)}
+    env.pop("IVFARM_DATABASE", None)
+    return subprocess.run([IVFARM, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
 def fetch(instance_id: str, path: str) -> tuple[int, str]:
@@ -58,17 +74,22 @@ def test_a_guest_reads_its_features_and_its_shutdown_time(real_cloud_factory) ->
     assert status == 0 and urls["machinefeatures"] in seed and urls["jobfeatures"] in seed
     assert {t.key: t.value for t in tags.list_tags(cloud, farm.id) if t.resource_id == vm.id} == urls
 
-    view = drains.drain_host(cloud, "local", GRACE_S)
-    assert view.warnings == []
-    shutdowntime = str(int(view.deadline.timestamp()))
+    drained = cli(cloud, "host", "drain", "local", "--grace", f"{GRACE_S}s")
+    assert drained.returncode == 0 and drained.stderr == "", drained.stderr
+    deadline = hosts.show_host(cloud, "local").draining_until
+    assert deadline is not None
+    shutdowntime = str(int(deadline.timestamp()))
+    assert f"shutdowntime {deadline:%Y-%m-%d %H:%M:%S} UTC ({shutdowntime})" in drained.stdout
     assert fetch(vm.id, "/machinefeatures/shutdowntime") == (0, shutdowntime)
     assert fetch(vm.id, "/jobfeatures/shutdowntime_job") == (0, shutdowntime)
     assert fetch(vm.id, "/machinefeatures/grace_secs") == (0, str(GRACE_S))
-    assert hosts.show_host(cloud, "local").draining_until == view.deadline
+    shown = json.loads(cli(cloud, "host", "show", "local", "--output", "json").stdout)
+    assert (shown["drain_grace_s"], shown["enabled"], shown["hs06_per_core"]) == (GRACE_S, False, 10.0)
 
-    time.sleep(max(0.0, (view.deadline - dt.datetime.now(dt.timezone.utc)).total_seconds()) + 0.5)
-    report = reconcile.reconcile(cloud)
-    assert [(f.target, f.action) for f in report.findings if f.kind == "drain"] == [
-        ("local", f"done ({vm.id} terminated)")], report.lines()
+    time.sleep(max(0.0, (deadline - dt.datetime.now(dt.timezone.utc)).total_seconds()) + 0.5)
+    done = cli(cloud, "reconcile", "--output", "json")
+    assert done.returncode == 1, done.stderr  # acted
+    findings = [(f["target"], f["action"]) for f in json.loads(done.stdout)["findings"] if f["kind"] == "drain"]
+    assert findings == [("local", f"done ({vm.id} terminated)")], done.stdout
     assert state(cloud, vm.id) == "terminated"
     assert hosts.show_host(cloud, "local").draining_until is None
