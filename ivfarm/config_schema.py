@@ -171,6 +171,8 @@ class Hosts(Section):
     fence_command: Name | None = None  # command (no shell) with {name} and {uri}; exit 0 = powered off. None: never fence
     fence_timeout_s: PositiveNumber = 120
     worker_failure_policy: Literal["recreate", "leave"] = "leave"  # what happens to a failed host's worker VMs
+    # what a graceful drain does to worker VMs once their grace ends (service VMs are migrated)
+    drain_worker_policy: Literal["terminate", "stop"] = "terminate"
 
 
 class Journal(Section):
@@ -292,6 +294,13 @@ class MetadataOptions(Section):
     http_endpoint: Literal["enabled", "disabled"] = "enabled"
 
 
+class Mjf(Section):
+    """WLCG Machine/Job Features the farm routers publish to each VM (HSF-TN-2016-02)."""
+
+    wall_limit_s: PositiveCount | None = None  # a VM's wall-clock limit (jobfeatures wall_limit_secs); None: none
+    grace_s: Count | None = None  # notice a drain gives at least (machinefeatures grace_secs); None: unannounced
+
+
 class Ec2(Section):
     listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:8773"
     region: Name = "ivfarm-1"
@@ -324,6 +333,7 @@ class Settings(Section):
     network: Network = Field(default_factory=Network)
     vrouter: Vrouter = Field(default_factory=Vrouter)
     quota_defaults: QuotaDefaults = Field(default_factory=QuotaDefaults)
+    mjf: Mjf = Field(default_factory=Mjf)
     ec2: Ec2 = Field(default_factory=Ec2)
 
 

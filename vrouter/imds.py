@@ -4,7 +4,8 @@ The control plane publishes one *record* per private IP of the farm (as JSON)::
 
     {"meta-data": TREE, "user-data": "<base64 of the exact bytes>" or null,
      "options": {"http-tokens": "optional"|"required", "http-endpoint": "enabled"|"disabled",
-                 "hop-limit": 1..64}}
+                 "hop-limit": 1..64},
+     "features": {"machinefeatures": {KEY: "value", ...}, "jobfeatures": {KEY: "value", ...}}}
 
 ``options`` (each key optional, defaults as shown first, hop limit 1) are the instance's EC2
 MetadataOptions: the server refuses plain GETs when tokens are required, answers nothing when
@@ -15,6 +16,10 @@ line). A directory entry named ``<index>=<label>`` (EC2's ``public-keys/0=my-key
 is and reached by its index alone (``public-keys/0/openssh-key``). The same documents answer
 under ``latest`` and under every dated API version IMDS lists at ``/``, because clients such as
 cloud-init probe dated paths (``/2009-04-04/meta-data/instance-id``).
+
+``features`` (optional) are the instance's WLCG Machine/Job Features (HSF-TN-2016-02), served
+one file per key at ``/machinefeatures/<key>`` and ``/jobfeatures/<key>``; a GET of the directory
+lists its keys, a key without a value is absent (404).
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import binascii
 import ipaddress
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 METADATA_IP = "169.254.169.254"
@@ -38,6 +43,7 @@ VERSIONS = (
 TEXT = "text/plain"
 OCTETS = "application/octet-stream"
 _INDEXED = re.compile(r"^\d+=")
+FEATURE_DIRS = ("machinefeatures", "jobfeatures")
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class InstanceDocs:
     meta_data: dict[str, Any]
     user_data: bytes | None
     options: Options = Options()
+    features: dict[str, dict[str, str]] = field(default_factory=dict)  # directory -> key -> value
 
     @classmethod
     def from_record(cls, record: object) -> InstanceDocs:
@@ -88,15 +95,27 @@ class InstanceDocs:
         if not isinstance(record, dict) or not isinstance(record.get("meta-data"), dict):
             raise ValueError("a record must be an object with a 'meta-data' object")
         options = Options.from_record(record.get("options"))
+        features = _features(record.get("features"))
         encoded = record.get("user-data")
         if encoded is None:
-            return cls(record["meta-data"], None, options)
+            return cls(record["meta-data"], None, options, features)
         if not isinstance(encoded, str):
             raise ValueError("'user-data' must be base64 text or null")
         try:
-            return cls(record["meta-data"], base64.b64decode(encoded, validate=True), options)
+            return cls(record["meta-data"], base64.b64decode(encoded, validate=True), options, features)
         except binascii.Error as exc:
             raise ValueError(f"'user-data' is not valid base64: {exc}") from None
+
+
+def _features(features: object) -> dict[str, dict[str, str]]:
+    """Check a record's ``features``: the two MJF directories, each of key -> text value."""
+    if features is None:
+        return {}
+    if not isinstance(features, dict) or set(features) - set(FEATURE_DIRS) or not all(
+            isinstance(keys, dict) and all(isinstance(k, str) and "/" not in k and isinstance(v, str)
+                                           for k, v in keys.items()) for keys in features.values()):
+        raise ValueError("'features' must map machinefeatures/jobfeatures to objects of key -> text")
+    return features
 
 
 def parse_records(text: str) -> dict[str, InstanceDocs]:
@@ -124,6 +143,8 @@ def answer(docs: InstanceDocs | None, path: str) -> Answer | None:
     if not segments:
         return _text("\n".join(VERSIONS))
     version, rest = segments[0], segments[1:]
+    if version in FEATURE_DIRS and docs is not None:
+        return _feature(docs.features.get(version, {}), rest)
     if version not in VERSIONS or docs is None:
         return None
     if not rest:
@@ -132,6 +153,15 @@ def answer(docs: InstanceDocs | None, path: str) -> Answer | None:
         return None if docs.user_data is None else Answer(docs.user_data, OCTETS)
     if rest[0] == "meta-data":
         return render(docs.meta_data, rest[1:])
+    return None
+
+
+def _feature(keys: dict[str, str], rest: list[str]) -> Answer | None:
+    """A Machine/Job Features directory: its key listing, or one key's value (None: absent)."""
+    if not rest:
+        return _text("\n".join(sorted(keys)))
+    if len(rest) == 1 and rest[0] in keys:
+        return _text(keys[rest[0]])
     return None
 
 

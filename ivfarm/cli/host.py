@@ -8,9 +8,10 @@ from dataclasses import asdict
 import click
 
 from ivfarm.cli.context_obj import pass_cloud
+from ivfarm.cli.durations import DURATION
 from ivfarm.cli.output import emit_record, emit_rows, output_option
 from ivfarm.cloud import Cloud
-from ivfarm.services.compute import hosts, migration
+from ivfarm.services.compute import drains, hosts, migration
 
 COLUMNS = ["name", "host_class", "enabled", "status", "uri", "used_cpus", "schedulable_cpus",
            "used_memory_mb", "schedulable_memory_mb", "used_disk_gb", "disk_gb", "instances"]
@@ -35,13 +36,15 @@ def host() -> None:
               "reads images from the repository's path.")
 @click.option("--cache-dir", help="Image cache directory on the host (default: image_cache.dir of the config).")
 @click.option("--migration-uri", help="libvirt URI other hosts use to reach this one (default: --uri).")
+@click.option("--hs06-per-core", type=float, help="HEP-SPEC06 rating of one core (Machine Features hs06 = this x vCPUs).")
 @pass_cloud
 def add(cloud: Cloud, name: str, uri: str, host_class: str, cpus: int | None, memory_mb: int | None,
         disk_gb: int | None, cpu_ratio: float | None, memory_ratio: float | None, ssh_target: str | None,
-        cache_dir: str | None, migration_uri: str | None) -> None:
+        cache_dir: str | None, migration_uri: str | None, hs06_per_core: float | None) -> None:
     """Register hypervisor NAME reachable at --uri."""
     created = hosts.add_host(cloud, name, uri, host_class, cpus, memory_mb, disk_gb, cpu_ratio, memory_ratio,
-                             ssh_target=ssh_target, cache_dir=cache_dir, migration_uri=migration_uri)
+                             ssh_target=ssh_target, cache_dir=cache_dir, migration_uri=migration_uri,
+                             hs06_per_core=hs06_per_core)
     click.echo(f"host {created.name} added ({created.host_class}, {created.cpus} vCPUs, {created.memory_mb} MB)")
 
 
@@ -80,15 +83,49 @@ def disable(cloud: Cloud, name: str) -> None:
     click.echo(f"host {name} disabled")
 
 
+@host.command("set")
+@click.argument("name")
+@click.option("--hs06-per-core", type=float, required=True,
+              help="HEP-SPEC06 rating of one core (Machine Features hs06 = this x vCPUs).")
+@pass_cloud
+def set_(cloud: Cloud, name: str, hs06_per_core: float) -> None:
+    """Change a property of hypervisor NAME (its VMs see the new rating at once)."""
+    for warning in hosts.set_hs06(cloud, name, hs06_per_core):
+        click.echo(f"warning: {warning} (ivfarm reconcile publishes it again)", err=True)
+    click.echo(f"host {name}: {hs06_per_core:g} HS06 per core")
+
+
+def _announced(view: drains.DrainView, what: str) -> None:
+    for warning in view.warnings:
+        click.echo(f"warning: {warning} (ivfarm reconcile publishes it again)", err=True)
+    click.echo(f"{what}; shutdowntime {view.deadline:%Y-%m-%d %H:%M:%S} UTC "
+               f"({int(view.deadline.timestamp())}), acted on by the first ivfarm reconcile after it")
+
+
 @host.command("drain")
 @click.argument("name")
+@click.option("--grace", type=DURATION, metavar="DURATION",
+              help="Announce the shutdown to the VMs (e.g. 30m, 2h, 1h30m) and move or end them once it passed.")
+@click.option("--cancel", is_flag=True, help="Cancel the graceful drain in progress.")
 @output_option
 @pass_cloud
-def drain(cloud: Cloud, name: str, output: str) -> None:
+def drain(cloud: Cloud, name: str, grace: int | None, cancel: bool, output: str) -> None:
     """Disable NAME and move every instance off it: live for running service VMs, cold otherwise.
 
-    Exits 1 when an instance could not be moved (or was busy: run it again).
+    With --grace, the VMs first read their shutdowntime (Machine/Job Features); once it has
+    passed, ivfarm reconcile migrates service VMs and terminates or stops worker VMs
+    (hosts.drain_worker_policy). Without it, exits 1 when an instance could not be moved (or was
+    busy: run it again).
     """
+    if cancel and grace is not None:
+        raise click.UsageError("--grace and --cancel exclude each other")
+    if cancel:
+        _cancel(cloud, name)
+        return
+    if grace is not None:
+        _announced(drains.drain_host(cloud, name, grace), f"host {name} disabled and draining")
+        return
+
     def show(instance_id: str, outcome: migration.MigrationResult | str) -> None:
         if output == "table":
             text = (f"{instance_id} moved {outcome.mode} to {outcome.target} in {outcome.seconds:.1f} s"
@@ -103,6 +140,21 @@ def drain(cloud: Cloud, name: str, output: str) -> None:
                    f"{len(report.skipped)} skipped")
     if report.failed or report.skipped:
         sys.exit(1)
+
+
+def _cancel(cloud: Cloud, name: str) -> None:
+    view = drains.cancel_host_drain(cloud, name)
+    for warning in view.warnings:
+        click.echo(f"warning: {warning} (ivfarm reconcile publishes it again)", err=True)
+    click.echo(f"host {name}: drain cancelled, shutdowntime cleared")
+
+
+@host.command("undrain")
+@click.argument("name")
+@pass_cloud
+def undrain(cloud: Cloud, name: str) -> None:
+    """Cancel the graceful drain of NAME (as host drain NAME --cancel)."""
+    _cancel(cloud, name)
 
 
 @host.command("remove")

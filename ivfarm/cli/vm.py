@@ -8,9 +8,10 @@ import click
 from sqlalchemy import func, select
 
 from ivfarm.cli.context_obj import pass_cloud
+from ivfarm.cli.durations import DURATION
 from ivfarm.cli.output import emit_record, emit_rows, output_option
 from ivfarm.cloud import Cloud
-from ivfarm.services.compute import instances, migration, provisioning
+from ivfarm.services.compute import drains, instances, migration, provisioning
 from ivfarm.services.farms.lifecycle import find_farm
 from ivfarm.services.jobs.provisioner import Provisioner
 from ivfarm.store.models import Instance
@@ -156,10 +157,28 @@ def reboot(cloud: Cloud, ref: str) -> None:
 
 @vm.command("terminate")
 @click.argument("ref", metavar="INSTANCE")
+@click.option("--grace", type=DURATION, metavar="DURATION",
+              help="Announce the shutdown to the VM (e.g. 30m, 2h) and terminate it once it passed.")
+@click.option("--cancel", is_flag=True, help="Take back a termination announced with --grace.")
 @pass_cloud
-def terminate(cloud: Cloud, ref: str) -> None:
-    """Destroy an instance with its disks, seed and console log."""
+def terminate(cloud: Cloud, ref: str, grace: int | None, cancel: bool) -> None:
+    """Destroy an instance with its disks, seed and console log.
+
+    With --grace the VM first reads its shutdowntime (Machine/Job Features); the first ivfarm
+    reconcile after it terminates the VM.
+    """
+    if cancel and grace is not None:
+        raise click.UsageError("--grace and --cancel exclude each other")
     instance_id = _resolve(cloud, ref)
+    if cancel or grace is not None:
+        view = (drains.cancel_instance_drain(cloud, instance_id) if cancel
+                else drains.drain_instance(cloud, instance_id, grace or 0))
+        for warning in view.warnings:
+            click.echo(f"warning: {warning} (ivfarm reconcile publishes it again)", err=True)
+        click.echo(f"{instance_id}: termination cancelled, shutdowntime cleared" if cancel else
+                   f"{instance_id} terminates after {view.deadline:%Y-%m-%d %H:%M:%S} UTC "
+                   f"(shutdowntime {int(view.deadline.timestamp())})")
+        return
     provisioning.terminate(cloud, instance_id)
     click.echo(f"{instance_id} terminated")
 

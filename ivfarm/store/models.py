@@ -56,6 +56,7 @@ class Host(Base):
     ssh_target: Mapped[str | None] = mapped_column(String(256), nullable=True)
     cache_dir: Mapped[str | None] = mapped_column(String(1024), nullable=True)  # None: image_cache.dir
     migration_uri: Mapped[str | None] = mapped_column(String(512), nullable=True)  # as peers reach it; None: uri
+    hs06_per_core: Mapped[float | None] = mapped_column(Float, nullable=True)  # HEP-SPEC06 per core; None: unrated
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     instances: Mapped[list[Instance]] = relationship(back_populates="host")
@@ -315,3 +316,25 @@ class RequestSignature(Base):
     signature: Mapped[str] = mapped_column(String(128), primary_key=True)
     first_seen: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     valid_until: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+DRAIN_STATES = ("active", "done", "cancelled")
+
+
+class Drain(Base):
+    """A graceful drain: a host's VMs (``host_id``) or one VM (``instance_id``) announced a
+    shutdown time (``deadline``, published to them as Machine/Job Features); once it passes,
+    ``ivfarm reconcile`` moves or ends them (``ivfarm.services.compute.drains``)."""
+
+    __tablename__ = "drains"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"), nullable=True, index=True)
+    instance_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    state: Mapped[str] = mapped_column(String(16), default="active", index=True)  # active | done | cancelled
+    grace_s: Mapped[int] = mapped_column(Integer)
+    deadline: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    host_was_enabled: Mapped[bool] = mapped_column(Boolean, default=True)  # what a cancel gives back
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # instance id -> what was done
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)

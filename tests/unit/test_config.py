@@ -76,7 +76,8 @@ OLD_DEFAULTS = {  # the tree before the schema existed: the schema's defaults mu
         "ssh_options": ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new", "-o", "ConnectTimeout=10"],
         "bwlimit_kbps": 0,
     },
-    "hosts": {"failure_grace_s": 120, "fence_command": None, "fence_timeout_s": 120, "worker_failure_policy": "leave"},
+    "hosts": {"failure_grace_s": 120, "fence_command": None, "fence_timeout_s": 120, "worker_failure_policy": "leave",
+              "drain_worker_policy": "terminate"},
     "journal": {"heartbeat_s": 5, "heartbeat_lapse_s": 60},
     "network": {
         "farm_pool": "10.64.0.0/12", "farm_prefix": 24, "vlan_range": [100, 4000], "trunk_interface": None,
@@ -91,6 +92,7 @@ OLD_DEFAULTS = {  # the tree before the schema existed: the schema's defaults mu
     },
     "provisioner": {"per_host": 4, "per_farm": 8, "poll_s": 1.0},
     "quota_defaults": {"instances": 4, "vcpus": 8, "memory_mb": 16384, "disk_gb": 200, "addresses": 1},
+    "mjf": {"wall_limit_s": None, "grace_s": None},
     "ec2": {"listen": "127.0.0.1:8773", "region": "ivfarm-1", "zones": {"worker": None, "service": None},
             "provision_workers": 4, "terminated_visible_s": 3600,
             "limits": {"concurrent": 64, "rate_per_s": 200, "burst": 400, "replay_entries": 50000,

@@ -43,6 +43,7 @@ def test_one_record_per_vm_of_the_farm(cloud: Cloud, fake_host: Callable[..., st
         "placement": {"availability-zone": cloud.config.zone_for("worker")},
         "public-ipv4": elastic.public_ip, "public-keys": {"0=alice": {"openssh-key": pair.public_key}},
         "reservation-id": wn1.reservation_id, "security-groups": "default",
+        "machinefeatures": "http://169.254.169.254/machinefeatures", "jobfeatures": "http://169.254.169.254/jobfeatures",
     }
     assert base64.b64decode(records[wn1.ip]["user-data"]) == script
     second = records[wn2.ip]["meta-data"]

@@ -208,8 +208,8 @@ def run_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
         return reservation(rows[0].reservation_id, rows, related, ctx.owner_id)
     with ctx.cloud.store.read() as session:
         related.groups = security_groups.memberships(session, ctx.farm_id, instance_ids)
-    if request.tags:  # stored by launch() in the same transaction as the instances
-        related.tags = {i: request.tags for i in instance_ids}
+        # stored by launch() in the same transaction as the instances (with the Machine/Job Features URLs)
+        related.tags = tags_of(session, ctx.farm_id, "instance", instance_ids)
     return reservation(launched[0].reservation_id, launched, related, ctx.owner_id)
 
 

@@ -1,18 +1,20 @@
 """Hypervisor registry: add, list, enable, disable, remove; capacity with overcommit ratios."""
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from drivers.storage.ssh_cache import SshTarget
-from ivfarm.errors import AlreadyExists, InUse, InvalidInput, NotFound
+from ivfarm.errors import AlreadyExists, InUse, InvalidInput, InvalidState, IvfarmError, NotFound
 from ivfarm.services.compute.scheduler import HostCapacity
+from ivfarm.services.network.routers import publish_metadata
 from ivfarm.services.runtime.context import CloudContext
 from ivfarm.services.runtime.driver_errors import driver_calls
-from ivfarm.store.models import ACTIVE_STATES, HOST_CLASSES, LIVE_STATES, Host, Instance
+from ivfarm.store.models import ACTIVE_STATES, HOST_CLASSES, LIVE_STATES, Drain, Host, Instance
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,9 @@ class HostView:
     ssh_target: str | None = None
     cache_dir: str | None = None
     migration_uri: str | None = None
+    hs06_per_core: float | None = None
+    draining_until: dt.datetime | None = None  # the shutdown time of a drain in progress
+    drain_grace_s: int | None = None
 
 
 def get_host(session: Session, name: str) -> Host:
@@ -68,11 +73,13 @@ def add_host(
     ssh_target: str | None = None,
     cache_dir: str | None = None,
     migration_uri: str | None = None,
+    hs06_per_core: float | None = None,
 ) -> Host:
     """Register a hypervisor; its URI must answer (capacity is read from it unless given).
 
     ``ssh_target`` (user@host:port) and ``cache_dir`` give it an image cache; ``migration_uri`` is
-    how other hosts reach its libvirt for live migration when that differs from ``uri``.
+    how other hosts reach its libvirt for live migration when that differs from ``uri``;
+    ``hs06_per_core`` its HEP-SPEC06 rating per core (Machine/Job Features ``hs06``).
     """
     if host_class not in HOST_CLASSES:
         raise InvalidInput(f"host class must be one of {', '.join(HOST_CLASSES)}, not {host_class!r}")
@@ -84,6 +91,7 @@ def add_host(
     for label, ratio in (("--cpu-ratio", cpu_ratio), ("--memory-ratio", memory_ratio)):
         if ratio is not None and not 0 < ratio <= 64:
             raise InvalidInput(f"{label} must be between 0 and 64")
+    _check_hs06(hs06_per_core)
     if ssh_target is not None:
         with driver_calls():
             ssh_target = str(SshTarget.parse(ssh_target))
@@ -107,16 +115,45 @@ def add_host(
         ssh_target=ssh_target,
         cache_dir=cache_dir,
         migration_uri=migration_uri,
+        hs06_per_core=hs06_per_core,
     )
     with cloud.store.write() as session:
         session.add(host)
     return host
 
 
-def set_enabled(cloud: CloudContext, name: str, enabled: bool) -> None:
-    """Enable or disable scheduling on a host (running VMs stay where they are)."""
+def _check_hs06(value: float | None) -> None:
+    if value is not None and not 0 < value <= 1000:
+        raise InvalidInput(f"--hs06-per-core must be above 0 and at most 1000, not {value}")
+
+
+def set_hs06(cloud: CloudContext, name: str, hs06_per_core: float) -> list[str]:
+    """Rate the host's cores (HEP-SPEC06 each) and republish its VMs' ``hs06``; returns the
+    routers that could not be told (``reconcile`` republishes them)."""
+    _check_hs06(hs06_per_core)
     with cloud.store.write() as session:
         host = get_host(session, name)
+        host.hs06_per_core = hs06_per_core
+        farms = {f for f in session.scalars(select(Instance.farm_id).where(
+            Instance.host_id == host.id, Instance.state.in_(LIVE_STATES))) if f is not None}
+    warnings = []
+    for farm_id in sorted(farms):
+        try:
+            publish_metadata(cloud, farm_id)
+        except IvfarmError as exc:
+            warnings.append(str(exc))
+    return warnings
+
+
+def set_enabled(cloud: CloudContext, name: str, enabled: bool) -> None:
+    """Enable or disable scheduling on a host (running VMs stay where they are); a host being
+    drained gracefully stays disabled until its drain is cancelled."""
+    with cloud.store.write() as session:
+        host = get_host(session, name)
+        drain = session.scalar(select(Drain).where(Drain.host_id == host.id, Drain.state == "active")) if enabled else None
+        if drain is not None:
+            raise InvalidState(f"host {name} is draining until {drain.deadline:%Y-%m-%d %H:%M:%S} UTC: "
+                               f"cancel the drain first (ivfarm host undrain {name})")
         host.enabled = enabled
         if enabled:
             host.status = "up"
@@ -134,6 +171,7 @@ def remove_host(cloud: CloudContext, name: str) -> None:
             raise InUse(f"host {name!r} still has {count} instance(s): drain or terminate them first")
         for instance in session.scalars(select(Instance).where(Instance.host_id == host.id)):
             instance.host_id = None
+        session.execute(delete(Drain).where(Drain.host_id == host.id))  # its drain history goes with it
         session.delete(host)
 
 
@@ -178,8 +216,10 @@ def capacities(cloud: CloudContext, session: Session, host_class: str | None = N
 
 
 def list_hosts(cloud: CloudContext) -> list[HostView]:
-    """Every host with its usage."""
+    """Every host with its usage (and its drain in progress)."""
     with cloud.store.read() as session:
+        drains = {d.host_id: d for d in session.scalars(select(Drain).where(Drain.state == "active",
+                                                                             Drain.host_id.is_not(None)))}
         return [
             HostView(
                 name=host.name, uri=host.uri, host_class=host.host_class, enabled=host.enabled,
@@ -188,6 +228,9 @@ def list_hosts(cloud: CloudContext) -> list[HostView]:
                 schedulable_cpus=int(host.cpus * cpu_ratio), schedulable_memory_mb=int(host.memory_mb * mem_ratio),
                 used_cpus=used[0], used_memory_mb=used[1], used_disk_gb=used[2], instances=used[3],
                 ssh_target=host.ssh_target, cache_dir=host.cache_dir, migration_uri=host.migration_uri,
+                hs06_per_core=host.hs06_per_core,
+                draining_until=drains[host.id].deadline if host.id in drains else None,
+                drain_grace_s=drains[host.id].grace_s if host.id in drains else None,
             )
             for host, cpu_ratio, mem_ratio, used in _hosts_with_usage(cloud, session, by_name=True)
         ]

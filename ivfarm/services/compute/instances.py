@@ -21,12 +21,13 @@ from ivfarm.services.compute.metadata_options import MetadataOptions
 from ivfarm.services.compute.scheduler import Request, Scheduler
 from ivfarm.services.images.catalog import find_image
 from ivfarm.services.network import addressing, farm_network
+from ivfarm.services.network.machine_features import feature_urls
 from ivfarm.services.network.routers import sync_router
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
 from ivfarm.services.runtime.naming import DOMAIN_PREFIX
 from ivfarm.services.tenancy import quotas, security_groups
-from ivfarm.services.tenancy.tags import add_tags
+from ivfarm.services.tenancy.tags import MAX_TAGS, add_tags
 from ivfarm.store import jobs
 from ivfarm.store.models import HOST_CLASSES, IN_FLIGHT, LIVE_STATES, Flavor, Host, Image, Instance, utcnow
 from ivfarm.store.states import InstanceState as S
@@ -198,10 +199,21 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
         session.flush()
         for instance in instances:
             security_groups.join_groups(session, instance.id, groups)
-        if request.tags and farm is not None:
-            add_tags(session, farm.id, {i.id: "instance" for i in instances}, request.tags)
+        if farm is not None:
+            tags = {**mjf_urls(cloud, farm.router_backend), **request.tags}
+            if len(tags) > MAX_TAGS >= len(request.tags):  # the tenant's 50 tags leave no room: theirs only
+                tags = dict(request.tags)
+            add_tags(session, farm.id, {i.id: "instance" for i in instances}, tags)
     journal.watch(cloud)  # their heartbeat, until each is built or given up
     return instances
+
+
+def mjf_urls(cloud: CloudContext, router_backend: str) -> dict[str, str]:
+    """``machinefeatures`` / ``jobfeatures`` -> the URLs of the farm router's Machine/Job Features
+    when that router serves them (else nothing): tags at launch (as Vcycle tags its VMs; the
+    tenant's own tags win) and keys of the NoCloud meta-data."""
+    backend = cloud.router_backend(router_backend)
+    return feature_urls() if backend is not None and backend.serves_metadata else {}
 
 
 def set_state(cloud: CloudContext, instance_id: str, state: str, reason: str = "",

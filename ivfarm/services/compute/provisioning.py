@@ -17,7 +17,7 @@ from contextualization.seed import build_seed
 from drivers.hypervisor.domain_xml import DomainSpec, Nic, render_domain
 from drivers.storage.base import BaseImage, Disk, disk_names
 from ivfarm.errors import InvalidState, IvfarmError, TransitionLost
-from ivfarm.services.compute.instances import GIB, domain_name, get_instance, set_state
+from ivfarm.services.compute.instances import GIB, domain_name, get_instance, mjf_urls, set_state
 from ivfarm.services.network import farm_network, firewall
 from ivfarm.services.network.routers import sync_router
 from ivfarm.services.runtime import journal
@@ -53,6 +53,7 @@ class _Plan:
     public_keys: dict[str, str]
     nic: farm_network.InstanceNic | None
     public_nic: bool
+    features: dict[str, str]  # machinefeatures / jobfeatures URLs for the seed's meta-data
     undo: list[Callable[[], None]] = field(default_factory=list)
 
 
@@ -89,11 +90,12 @@ def _plan(cloud: CloudContext, instance_id: str, pending: bool = True) -> _Plan:
             public_keys=keys,
             nic=farm_network.instance_nic(session, instance),
             public_nic=instance.public_nic,
+            features=mjf_urls(cloud, instance.farm.router_backend) if instance.farm else {},
         )
 
 
 def _seed(plan: _Plan) -> bytes:
-    meta = meta_data(plan.instance_id, plan.name, plan.public_keys)
+    meta = meta_data(plan.instance_id, plan.name, plan.public_keys, **plan.features)
     network = None
     if plan.nic is not None:
         network = network_config_v2(plan.nic.mac, plan.nic.ip, plan.nic.prefix, plan.nic.gateway, [plan.nic.gateway])

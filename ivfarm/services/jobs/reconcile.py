@@ -5,6 +5,7 @@
 - domains, volumes, seeds, console logs, farm segments and routers of this cloud that the store
   does not know are reported and, unless ``dry_run``, removed;
 - farms left half-created are rolled back, half-deleted ones finished;
+- graceful drains whose shutdown time has passed move or end their VMs (services.compute.drains);
 - every active farm's router is re-applied from the store.
 Running it twice changes nothing the second time.
 """
@@ -18,7 +19,7 @@ from sqlalchemy import select
 
 from drivers.storage.base import disk_names
 from ivfarm.errors import IvfarmError, TransitionLost
-from ivfarm.services.compute import instances, provisioning
+from ivfarm.services.compute import drains, instances, provisioning
 from ivfarm.services.compute.host_failure import check_hosts
 from ivfarm.services.farms import lifecycle
 from ivfarm.services.network.routers import router_key, sync_router
@@ -290,6 +291,20 @@ class _Run:
             if low <= vlan <= high and vlan not in vlans:
                 self.act("router", key, "belongs to no farm", "remove", lambda k=key: backend.destroy(k))
 
+    # -- graceful drains -----------------------------------------------------------------------
+    def drains(self) -> None:
+        try:
+            due = drains.process_due(self.cloud, dry_run=self.report.dry_run)
+        except IvfarmError as exc:
+            self.report.errors.append(f"drains: {exc}")
+            return
+        for view in due.finished + due.pending:
+            done = ", ".join(f"{i} {what}" for i, what in view.result.items()) or "no instance left"
+            action = "none" if view.state == "cancelled" else f"{view.state} ({done})"
+            self.report.findings.append(Finding("drain", view.target, f"grace of {view.grace_s} s ended", action))
+            self.report.errors += [f"drain {view.target}: {i} {what}" for i, what in view.result.items()
+                                   if what.startswith("failed")]
+
     # -- routers and usage -------------------------------------------------------------------
     def routers_and_usage(self) -> None:
         with self.cloud.store.read() as session:
@@ -316,5 +331,6 @@ def reconcile(cloud: CloudContext, dry_run: bool = False) -> ReconcileReport:
         run.farms()
         run.instances()
         run.orphans()
+        run.drains()
         run.routers_and_usage()
         return run.report

@@ -7,14 +7,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from contextualization.metadata import ec2_metadata_tree
+from ivfarm.services.network.machine_features import active_drains, drain_for, feature_urls, features
 from ivfarm.services.runtime.context import CloudContext
-from ivfarm.store.models import LIVE_STATES, Farm, Instance, InstanceGroup, KeyPair, SecurityGroup
+from ivfarm.store.models import LIVE_STATES, Farm, Host, Instance, InstanceGroup, KeyPair, SecurityGroup
 from vrouter.spec import RouterSpec
 
 
 def metadata_records(cloud: CloudContext, session: Session, farm: Farm, spec: RouterSpec) -> dict[str, dict]:
     """Private IP -> ``{"meta-data": EC2 tree, "user-data": base64 or None, "options": its metadata
-    options}`` for every VM that
+    options, "features": its Machine/Job Features}`` for every VM that
     holds a lease in the router spec (so both always agree on who is in the farm).
 
     The hostname is the lease's (the name the VM also gets over DHCP); ``public-ipv4`` is the
@@ -28,6 +29,8 @@ def metadata_records(cloud: CloudContext, session: Session, farm: Farm, spec: Ro
             select(InstanceGroup.instance_id, SecurityGroup.name).join(SecurityGroup, SecurityGroup.id == InstanceGroup.group_id)
             .where(SecurityGroup.farm_id == farm.id).order_by(InstanceGroup.position)):
         groups.setdefault(instance_id, []).append(name)
+    hosts = {host.id: host for host in session.scalars(select(Host))}
+    drains = active_drains(session)
     records: dict[str, dict] = {}
     for instance in session.scalars(select(Instance).where(
         Instance.farm_id == farm.id, Instance.state.in_(LIVE_STATES), Instance.ip.in_(list(hostnames))
@@ -47,8 +50,10 @@ def metadata_records(cloud: CloudContext, session: Session, farm: Farm, spec: Ro
             mac=str(instance.mac),
             security_groups=tuple(groups.get(instance.id, ())),
         )
+        tree.update(feature_urls())
         user_data = base64.b64encode(instance.user_data).decode("ascii") if instance.user_data else None
         options = {"http-tokens": instance.metadata_http_tokens, "http-endpoint": instance.metadata_http_endpoint,
                    "hop-limit": instance.metadata_hop_limit}
-        records[ip] = {"meta-data": tree, "user-data": user_data, "options": options}
+        mjf = features(cloud, instance, hosts.get(instance.host_id or 0), drain_for(instance, drains))
+        records[ip] = {"meta-data": tree, "user-data": user_data, "options": options, "features": mjf}
     return records

@@ -86,3 +86,21 @@ def sync_router(cloud: CloudContext, farm_id: int) -> None:
                     backend.publish_metadata(spec.key, records)
             except RouterError as exc:
                 raise NetworkError(f"router of farm {farm.name}: {exc}") from exc
+
+
+def publish_metadata(cloud: CloudContext, farm_id: int) -> None:
+    """Republish what the farm router's metadata service answers, without touching the rest of the
+    router (a drain's shutdown time or a host's rating changed); nothing when it serves none or is
+    missing (``reconcile`` rebuilds it with its records)."""
+    with cloud.store.read() as session:
+        farm = session.get(Farm, farm_id)
+        backend = cloud.router_backend(farm.router_backend) if farm is not None else None
+        if farm is None or backend is None or not backend.serves_metadata:
+            return
+        with router_lock(cloud, farm.vlan):
+            spec = router_spec(cloud, session, farm)
+            try:
+                if backend.exists(spec.key):
+                    backend.publish_metadata(spec.key, metadata_records(cloud, session, farm, spec))
+            except RouterError as exc:
+                raise NetworkError(f"router of farm {farm.name}: {exc}") from exc
