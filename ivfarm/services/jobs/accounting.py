@@ -97,7 +97,7 @@ def collect(cloud: CloudContext, now: dt.datetime | None = None) -> CollectResul
             farm_names = {f.id: f.name for f in session.scalars(select(Farm))}
             bound = dict(session.execute(  # elastic IPs bound to each instance
                 select(Address.instance_id, func.count()).where(Address.instance_id.is_not(None))
-                .group_by(Address.instance_id)).tuples().all())
+                .group_by(Address.instance_id)).all())
             records = instances_seen = addresses_seen = 0
             for instance in session.scalars(select(Instance).where(
                     (Instance.state != "terminated") | (Instance.terminated_at.is_not(None)))):
@@ -180,3 +180,40 @@ def report(cloud: CloudContext, farm: str | None = None, since: dt.datetime | No
             totals[3] += hours * record.disk_gb
     return [UsageLine(farm_name, resource, len(resources[(farm_name, resource)]), *(round(v, 4) for v in totals))
             for (farm_name, resource), totals in sorted(sums.items())]
+
+
+@dataclass(frozen=True)
+class UsageSeries:
+    """Running usage per farm in equal time buckets: ``edges`` has one more entry than each series."""
+
+    edges: list[dt.datetime]
+    vcpu_hours: dict[str, list[float]]
+    memory_gb_hours: dict[str, list[float]]
+
+
+def series(cloud: CloudContext, farm: str | None = None, since: dt.datetime | None = None,
+           until: dt.datetime | None = None, buckets: int = 24) -> UsageSeries:
+    """vCPU-hours and memory GB-hours of running instances per farm, in ``buckets`` slices of the window
+    (default: from the first to the last recorded sample)."""
+    query = select(UsageRecord).where(UsageRecord.kind == "instance", UsageRecord.running.is_(True))
+    if farm:
+        query = query.where(UsageRecord.farm_name == farm)
+    with cloud.store.read() as session:
+        rows = list(session.scalars(query))
+    if not rows:
+        raise InvalidInput("no usage recorded in that window: run `ivfarm accounting collect` first")
+    start = since or min(r.start for r in rows)
+    end = until or max(r.end for r in rows)
+    if end <= start:
+        raise InvalidInput("--until must be after --since")
+    width = (end - start) / buckets
+    edges = [start + width * i for i in range(buckets + 1)]
+    vcpu: dict[str, list[float]] = defaultdict(lambda: [0.0] * buckets)
+    memory: dict[str, list[float]] = defaultdict(lambda: [0.0] * buckets)
+    for row in rows:
+        for i in range(buckets):
+            hours = (min(row.end, edges[i + 1]) - max(row.start, edges[i])).total_seconds() / HOUR
+            if hours > 0:
+                vcpu[row.farm_name][i] += hours * row.vcpus
+                memory[row.farm_name][i] += hours * row.memory_mb / 1024
+    return UsageSeries(edges, dict(sorted(vcpu.items())), dict(sorted(memory.items())))
