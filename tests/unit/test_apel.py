@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dirq.QueueSimple import QueueSimple
 from sqlalchemy import select
 
 from ivfarm.cloud import Cloud
@@ -24,15 +22,12 @@ from ivfarm.services.images.catalog import add_image
 from ivfarm.services.jobs import accounting
 from ivfarm.store.models import Host, Instance, UsageRecord
 from tests.conftest import make_cloud
+from tests.support.apel_messages import read_queue
 
 IVFARM = str(Path(sys.executable).with_name("ivfarm"))
 T0 = dt.datetime(2026, 11, 3, 8, 0, tzinfo=dt.timezone.utc)
 HOUR = dt.timedelta(hours=1)
 TEST_DRIVER_CPU_S = 48.772617035  # the test driver's constant getCPUStats cpu_time of a running domain
-FIELDS = {"VMUUID", "SiteName", "CloudComputeService", "MachineName", "LocalUserId", "LocalGroupId",
-          "GlobalUserName", "FQAN", "Status", "StartTime", "EndTime", "SuspendDuration", "WallDuration",
-          "CpuDuration", "CpuCount", "NetworkType", "NetworkInbound", "NetworkOutbound", "PublicIPCount",
-          "Memory", "Disk", "BenchmarkType", "Benchmark", "StorageRecordId", "ImageId", "CloudType"}
 SITE = {"site_name": "IVFARM-TEST", "cloud_compute_service": "ivfarm test cloud", "cloud_type": "ivfarm"}
 
 
@@ -70,39 +65,6 @@ def cli(cloud: Cloud, tmp_path: Path, *args: str, apel: dict[str, object] | None
     env.pop("IVFARM_DATABASE", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")]))
     return subprocess.run([IVFARM, *args], capture_output=True, text=True, env=env, timeout=60)
-
-
-def parse_message(text: str) -> list[dict[str, str]]:
-    """An APEL cloud message by the format's rules: the header line, then records of ``Key: value``
-    lines separated by lines holding ``%%``."""
-    lines = text.splitlines()
-    assert lines[0] == "APEL-cloud-message: v0.4"
-    records, current = [], {}
-    for line in lines[1:]:
-        if line == "%%":
-            records.append(current)
-            current = {}
-            continue
-        key, sep, value = line.partition(": ")
-        assert sep and key in FIELDS and value.strip() == value and value, f"bad line {line!r}"
-        assert key not in current, f"{key} twice in one record"
-        current[key] = value
-    records.append(current)
-    return records
-
-
-def read_queue(outdir: Path) -> list[dict[str, str]]:
-    """Every record in the outgoing queue, read the way ssmsend reads it (dirq QueueSimple)."""
-    names = sorted(os.path.relpath(p, outdir) for p in outdir.glob("*/*"))
-    assert names and all(re.fullmatch(r"[0-9a-f]{8}/[0-9a-f]{14}", n) for n in names), names
-    queue = QueueSimple(str(outdir))
-    records = []
-    for name in queue:
-        assert queue.lock(name)
-        data = queue.get(name)
-        records += parse_message(data.decode() if isinstance(data, bytes) else data)
-        queue.unlock(name)
-    return records
 
 
 def test_collect_counts_cpu_and_traffic_per_boot(site: Cloud) -> None:
