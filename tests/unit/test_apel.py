@@ -159,6 +159,18 @@ def test_a_vm_across_a_month_end_has_one_cumulative_record_per_month(site: Cloud
     assert measured.month == 10  # APEL files the record under the month of StartTime + Suspend + Wall
 
 
+def test_a_vm_of_a_deleted_farm_is_completed_at_its_last_sample(site: Cloud, tmp_path: Path) -> None:
+    lifecycle.create_farm(site, FarmRequest(name="gone", vo="lhcb"))
+    vm = run_vm(site, lifecycle.find_farm(site, "gone").id, "m1.small")
+    accounting.collect(site, now=T0 + 2 * HOUR)
+    lifecycle.delete_farm(site, "gone")
+    outdir = tmp_path / "q"
+    assert cli(site, tmp_path, "accounting", "export", "--outdir", str(outdir), "--period", "2026-11").returncode == 0
+    [record] = read_queue(outdir)
+    assert record["VMUUID"] == vm and record["Status"] == "completed" and record["WallDuration"] == "7200"
+    assert record["EndTime"] == str(int((T0 + 2 * HOUR).timestamp())) and "FQAN" not in record
+
+
 def test_farm_identity_from_the_cli(site: Cloud, tmp_path: Path) -> None:
     lifecycle.create_farm(site, FarmRequest(name="lab"))
     result = cli(site, tmp_path, "farm", "set", "lab", "--vo", "cms", "--fqan", "/cms/Role=pilot")

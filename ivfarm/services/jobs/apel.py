@@ -74,7 +74,7 @@ def _overlap(record: UsageRecord, cut: dt.datetime) -> tuple[float, float]:
 class _Vm:
     """What the store knows of a VM besides its samples."""
 
-    terminated_at: dt.datetime | None
+    ended_at: dt.datetime | None  # terminated (or its row went with its farm: the end of its last sample)
     farm: Farm | None
 
 
@@ -92,7 +92,7 @@ def _record(rows: list[UsageRecord], vm: _Vm, cut: dt.datetime, site: dict[str, 
             suspend += seconds
         cpu, rx, tx = cpu + row.cpu_s * fraction, rx + row.net_in_bytes * fraction, tx + row.net_out_bytes * fraction
         last = row
-    completed = vm.terminated_at is not None and vm.terminated_at <= cut
+    completed = vm.ended_at is not None and vm.ended_at <= cut
     status = "completed" if completed else "started" if last.running else "suspended"
     farm = vm.farm
     values: dict[str, object] = {
@@ -101,7 +101,7 @@ def _record(rows: list[UsageRecord], vm: _Vm, cut: dt.datetime, site: dict[str, 
         "LocalUserId": (farm.owner if farm and farm.owner else last.farm_name), "LocalGroupId": last.farm_name,
         "GlobalUserName": farm.global_user_name if farm else "", "FQAN": farm.fqan if farm else "",
         "Status": status, "StartTime": int(rows[0].start.timestamp()),
-        "EndTime": int(vm.terminated_at.timestamp()) if completed and vm.terminated_at else None,
+        "EndTime": int(vm.ended_at.timestamp()) if completed and vm.ended_at else None,
         "SuspendDuration": int(suspend), "WallDuration": int(wall), "CpuDuration": int(cpu),
         "CpuCount": last.vcpus, "NetworkInbound": round(rx / GB), "NetworkOutbound": round(tx / GB),
         "PublicIPCount": last.public_ips, "Memory": last.memory_mb, "Disk": last.disk_gb,
@@ -142,7 +142,8 @@ def cloud_records(cloud: CloudContext, since: dt.datetime, until: dt.datetime) -
         for resource_id, rows in sorted(samples.items()):
             if not any(r.end > month_start and r.start < cut for r in rows):
                 continue
-            vm = _Vm(terminated.get(resource_id), farms.get(rows[0].farm_name))
+            ended = terminated[resource_id] if resource_id in terminated else rows[-1].end
+            vm = _Vm(ended, farms.get(rows[0].farm_name))
             records.append(_record(rows, vm, cut, site))
     return records
 
