@@ -13,7 +13,7 @@ from ivfarm.services.jobs.accounting import UsageSeries
 
 
 def _figure(rows: int) -> Any:
-    from matplotlib.figure import Figure  # noqa: PLC0415 - heavy, only when drawing
+    from matplotlib.figure import Figure  # heavy: imported only when drawing
 
     return Figure(figsize=(10, 3.5 * rows), dpi=100, layout="constrained")
 
