@@ -312,6 +312,20 @@ class Ec2(Section):
     metadata_options: MetadataOptions = Field(default_factory=MetadataOptions)
 
 
+class Apel(Section):
+    """APEL cloud accounting: the site as GOCDB names it and the queue APEL's ssmsend ships from."""
+
+    site_name: Name | None = None  # GOCDB site name; ``accounting export --format apel`` needs it
+    cloud_compute_service: Name | None = None  # the service within the site; None: the site name (as cASO)
+    cloud_type: Name = "ivfarm"
+    outgoing_dir: PathStr = "/var/spool/apel/outgoing/ivfarm"  # a dirq QueueSimple directory
+    records_per_message: PositiveCount = 100  # records per queued message (cASO's ssm max_size)
+
+
+class Accounting(Section):
+    apel: Apel = Field(default_factory=Apel)
+
+
 class Settings(Section):
     """The whole configuration file."""
 
@@ -335,6 +349,7 @@ class Settings(Section):
     quota_defaults: QuotaDefaults = Field(default_factory=QuotaDefaults)
     mjf: Mjf = Field(default_factory=Mjf)
     ec2: Ec2 = Field(default_factory=Ec2)
+    accounting: Accounting = Field(default_factory=Accounting)
 
 
 def section_keys(loc: tuple[int | str, ...]) -> list[str] | None:

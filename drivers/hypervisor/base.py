@@ -35,6 +35,16 @@ class DomainStatus:
     state: str  # running | stopped | paused | crashed | other
 
 
+@dataclass(frozen=True)
+class DomainCounters:
+    """A running domain's cumulative counters since it started (they restart from zero with the domain)."""
+
+    boot_id: int  # libvirt's domain id: a new one each time the domain starts, on the host that runs it
+    cpu_time_ns: int  # CPU time of all its vCPUs
+    rx_bytes: int  # received by the guest, summed over its NICs
+    tx_bytes: int  # sent by the guest
+
+
 class Hypervisor(abc.ABC):
     """Domain lifecycle on one or many hosts addressed by URI."""
 
@@ -77,6 +87,10 @@ class Hypervisor(abc.ABC):
     @abc.abstractmethod
     def list_domains(self, uri: str) -> list[DomainStatus]:
         """Every domain on the host."""
+
+    @abc.abstractmethod
+    def domain_counters(self, uri: str) -> dict[str, DomainCounters]:
+        """Counters of every running domain on the host, by domain name."""
 
     @abc.abstractmethod
     def domain_xml(self, uri: str, name: str) -> str:

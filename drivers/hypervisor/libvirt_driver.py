@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import libvirt
 
 from drivers.errors import HostUnreachable, HypervisorError
-from drivers.hypervisor.base import DomainStatus, HostFeatures, HostInfo, Hypervisor
+from drivers.hypervisor.base import DomainCounters, DomainStatus, HostFeatures, HostInfo, Hypervisor
 from drivers.uris import uri_is_local
 
 METADATA_NS = "https://ivfarm.org/xmlns/libvirt/1.0"
@@ -37,6 +37,18 @@ def domain_tags(dom: libvirt.virDomain) -> tuple[str | None, str | None]:
         return None, None
     tree = ET.fromstring(raw)
     return tree.findtext("id"), tree.findtext("cloud")
+
+
+def _counters(dom: libvirt.virDomain) -> DomainCounters:
+    """CPU time (all vCPUs) and the bytes of every NIC, from the guest's side (libvirt swaps tap counters)."""
+    cpu_time = int(dom.getCPUStats(True)[0]["cpu_time"])
+    rx = tx = 0
+    for target in ET.fromstring(dom.XMLDesc(0)).iterfind("devices/interface/target"):
+        device = target.get("dev")
+        if device:
+            stats = dom.interfaceStats(device)
+            rx, tx = rx + max(0, int(stats[0])), tx + max(0, int(stats[4]))
+    return DomainCounters(boot_id=int(dom.ID()), cpu_time_ns=cpu_time, rx_bytes=rx, tx_bytes=tx)
 
 
 class LibvirtHypervisor(Hypervisor):
@@ -186,6 +198,19 @@ class LibvirtHypervisor(Hypervisor):
         except libvirt.libvirtError as exc:
             raise HostUnreachable(f"cannot list domains on {uri}: {exc.get_error_message()}") from exc
         return [self._status(dom) for dom in domains]
+
+    def domain_counters(self, uri: str) -> dict[str, DomainCounters]:
+        try:
+            domains = self.connection(uri).listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+        except libvirt.libvirtError as exc:
+            raise HostUnreachable(f"cannot list domains on {uri}: {exc.get_error_message()}") from exc
+        counters = {}
+        for dom in domains:
+            try:
+                counters[dom.name()] = _counters(dom)
+            except libvirt.libvirtError:
+                continue  # it stopped while we read it: not running, no counters
+        return counters
 
     def domain_xml(self, uri: str, name: str) -> str:
         return self._domain(uri, name).XMLDesc(0)

@@ -8,7 +8,7 @@ import click
 from ivfarm.cli.context_obj import pass_cloud
 from ivfarm.cli.output import emit_record, emit_rows, output_option
 from ivfarm.cloud import Cloud
-from ivfarm.services.farms import lifecycle
+from ivfarm.services.farms import grid_identity, lifecycle
 
 COLUMNS = ["name", "owner", "status", "cidr", "vlan", "router", "router_ip", "elastic_ips", "instances"]
 
@@ -28,6 +28,17 @@ def farm() -> None:
     """Virtual farms: sandboxes with their own network, router, elastic IP and quotas."""
 
 
+def identity_options(func):  # type: ignore[no-untyped-def]
+    """The grid identity flags shared by ``farm create`` and ``farm set``."""
+    for flag, dest, help_text in reversed([
+        ("--vo", "vo", "VO the farm's VMs are accounted to (APEL); '' clears it."),
+        ("--fqan", "fqan", "VOMS FQAN, e.g. /atlas/Role=NULL (default with --vo: /VO/Role=NULL/Capability=NULL)."),
+        ("--global-user", "global_user_name", "Grid user DN accounted as GlobalUserName."),
+    ]):
+        func = click.option(flag, dest, help=help_text)(func)
+    return func
+
+
 @farm.command("create")
 @click.argument("name")
 @click.option("--owner", default="", help="Who the farm is for (free text).")
@@ -36,18 +47,33 @@ def farm() -> None:
 @click.option("--secret-key", help="Secret key that goes with --access-key.")
 @click.option("--router", "router_backend", type=click.Choice(["netns", "openwrt", "none"]),
               help="Virtual router backend (default: vrouter.backend of the config).")
+@identity_options
 @quota_options
 @pass_cloud
 def create(cloud: Cloud, name: str, owner: str, cidr: str | None, access_key: str | None, secret_key: str | None,
-           router_backend: str | None, **limits: int | None) -> None:
+           router_backend: str | None, vo: str | None, fqan: str | None, global_user_name: str | None,
+           **limits: int | None) -> None:
     """Create farm NAME with network, router, public and elastic IP, quotas and EC2 credentials."""
     created = lifecycle.create_farm(cloud, lifecycle.FarmRequest(
         name=name, owner=owner, cidr=cidr, access_key=access_key, secret_key=secret_key, quotas=limits,
-        router_backend=router_backend))
+        router_backend=router_backend, vo=vo, fqan=fqan, global_user_name=global_user_name))
     summary = lifecycle.farm_summary(cloud, created)
     click.echo(f"farm {created.name}: network {created.cidr}, router {created.router_ip}, "
                f"elastic IP {summary['elastic_ips']}, access key {created.access_key}")
     click.echo(f"  credentials: ivfarm farm credentials {created.name} --output json")
+
+
+@farm.command("set")
+@click.argument("name")
+@identity_options
+@pass_cloud
+def set_(cloud: Cloud, name: str, vo: str | None, fqan: str | None, global_user_name: str | None) -> None:
+    """Change farm NAME's grid identity (what accounting charges its VMs to)."""
+    if vo is None and fqan is None and global_user_name is None:
+        raise click.UsageError("nothing to change: give --vo, --fqan or --global-user")
+    identity = grid_identity.set_identity(cloud, name, vo, fqan, global_user_name)
+    click.echo(f"farm {name}: VO {identity.vo or '-'}, FQAN {identity.fqan or '-'}, "
+               f"global user {identity.global_user_name or '-'}")
 
 
 @farm.command("list")

@@ -4,12 +4,14 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import click
 
 from ivfarm.cli.context_obj import pass_cloud
 from ivfarm.cli.durations import DURATION
 from ivfarm.cli.output import emit_record, emit_rows, output_option
+from ivfarm.cli.plots import capacity_plot
 from ivfarm.cloud import Cloud
 from ivfarm.services.compute import drains, hosts, migration
 
@@ -50,9 +52,15 @@ def add(cloud: Cloud, name: str, uri: str, host_class: str, cpus: int | None, me
 
 @host.command("list")
 @output_option
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path),
+              help="Draw each host's used and free vCPUs and memory into this PNG instead.")
 @pass_cloud
-def list_(cloud: Cloud, output: str) -> None:
+def list_(cloud: Cloud, output: str, plot: Path | None) -> None:
     """List hypervisors with their capacity and usage."""
+    if plot is not None:
+        capacity_plot(hosts.list_hosts(cloud), plot)
+        click.echo(f"capacity plot written to {plot}")
+        return
     emit_rows([asdict(v) for v in hosts.list_hosts(cloud)], COLUMNS, output)
 
 

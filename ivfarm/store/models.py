@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -112,6 +113,10 @@ class Farm(Base):
     quota_memory_mb: Mapped[int] = mapped_column(Integer)
     quota_disk_gb: Mapped[int] = mapped_column(Integer)
     quota_addresses: Mapped[int] = mapped_column(Integer)
+    # whom grid accounting (APEL) charges the farm's VMs to; "" = not mapped
+    vo: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    fqan: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    global_user_name: Mapped[str] = mapped_column(String(255), default="", server_default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     instances: Mapped[list[Instance]] = relationship(back_populates="farm")
@@ -281,6 +286,19 @@ class UsageRecord(Base):
     memory_mb: Mapped[int] = mapped_column(Integer, default=0)
     disk_gb: Mapped[int] = mapped_column(Integer, default=0)
     running: Mapped[bool] = mapped_column(Boolean, default=True)
+    # what the hypervisor counted (instances): where and in which boot of the domain the interval ended,
+    # the domain's counters then (None when it did not run), and the usage they add up to in the interval
+    host_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    boot_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # libvirt's domain id: new at each start
+    cpu_time_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    rx_total: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    tx_total: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    cpu_s: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    net_in_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    net_out_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    public_ips: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    machine_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    image_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 

@@ -173,7 +173,7 @@ def test_config_check_lists_each_problem_of_a_bad_file(tmp_path: Path) -> None:
         f"{bad}: hypervisor.machin: unknown key (did you mean machine?)",
         f"{bad}: vrouter.backend: expected one of netns, openwrt, none, got 'vyos'",
         f"{bad}: extra: unknown key (known keys here: state_dir, cloud_id, database, secret_key_file, hypervisor, scheduler, "
-        "storage, image_cache, hosts, journal, provisioner, network, vrouter, quota_defaults, mjf, ec2)",
+        "storage, image_cache, hosts, journal, provisioner, network, vrouter, quota_defaults, mjf, ec2, accounting)",
     ]
 
 

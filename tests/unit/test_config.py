@@ -100,6 +100,8 @@ OLD_DEFAULTS = {  # the tree before the schema existed: the schema's defaults mu
             "security_groups": {"per_farm": 2500, "rules_per_group": 60, "per_instance": 5},
             "metadata_options": {"imdsv2": "optional", "http_put_response_hop_limit": 1,
                                  "http_endpoint": "enabled"}},
+    "accounting": {"apel": {"site_name": None, "cloud_compute_service": None, "cloud_type": "ivfarm",
+                            "outgoing_dir": "/var/spool/apel/outgoing/ivfarm", "records_per_message": 100}},
 }
 
 

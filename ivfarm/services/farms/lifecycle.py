@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from ivfarm import ids
 from ivfarm.errors import AlreadyExists, InvalidInput, NetworkError, NotFound, PoolExhausted
 from ivfarm.services.compute.provisioning import begin_terminate, teardown
+from ivfarm.services.farms import grid_identity
 from ivfarm.services.farms.elastic_ips import next_public_ips
 from ivfarm.services.network.routers import router_key, router_lock, router_spec
 from ivfarm.services.runtime import journal
@@ -38,6 +39,9 @@ class FarmRequest:
     secret_key: str | None = None
     quotas: dict[str, int | None] | None = None
     router_backend: str | None = None
+    vo: str | None = None  # grid identity for accounting (see grid_identity.resolve)
+    fqan: str | None = None
+    global_user_name: str | None = None
 
 
 def find_farm(cloud: CloudContext, name: str) -> Farm:
@@ -103,6 +107,7 @@ def _router_host_uri(cloud: CloudContext) -> str:
 def create_farm(cloud: CloudContext, request: FarmRequest) -> Farm:
     """Create the farm with its network, router and addresses; on failure nothing is left."""
     _validate(request)
+    identity = grid_identity.resolve(request.vo, request.fqan, request.global_user_name)
     limits = quotas.validate_limits(request.quotas or {})
     backend_name = request.router_backend or cloud.config.get("vrouter.backend")
     backend = cloud.router_backend(backend_name)
@@ -119,6 +124,7 @@ def create_farm(cloud: CloudContext, request: FarmRequest) -> Farm:
             secret_key=request.secret_key or ids.new_secret_key(),
             cidr=_pick_cidr(cloud, session, request.cidr), vlan=_pick_vlan(cloud, session),
             router_backend=backend_name, router_ip=router_public, status="creating",
+            vo=identity.vo, fqan=identity.fqan, global_user_name=identity.global_user_name,
             **{f"quota_{k}": int(limits.get(k, defaults[k])) for k in quotas.RESOURCES},
         )
         session.add(farm)
@@ -219,6 +225,7 @@ def farm_summary(cloud: CloudContext, farm: Farm) -> dict[str, object]:
         "name": farm.name, "owner": farm.owner, "status": farm.status, "cidr": farm.cidr, "vlan": farm.vlan,
         "router": farm.router_backend, "router_ip": farm.router_ip, "elastic_ips": ", ".join(elastic),
         "access_key": farm.access_key, "instances": used.instances,
+        "vo": farm.vo, "fqan": farm.fqan, "global_user_name": farm.global_user_name,
         "created_at": farm.created_at,
     }
 

@@ -1,7 +1,7 @@
 """request_signatures: the replay guard every API worker and controller shares
 
 Revision ID: 0013_request_signatures
-Revises: 0007_host_hs06_and_drains
+Revises: 0008_accounting_samples_and_vo
 Create Date: 2026-12-02 16:30:00
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0013_request_signatures'
-down_revision = '0007_host_hs06_and_drains'
+down_revision = '0008_accounting_samples_and_vo'
 branch_labels = None
 depends_on = None
 
