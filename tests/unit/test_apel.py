@@ -201,3 +201,16 @@ def test_export_bad_input_is_one_line(site: Cloud, tmp_path: Path, args: list[st
     else:
         assert result.stderr.strip().splitlines() == [message.format(file=a_file)]
     assert not (tmp_path / "q").exists() or not any((tmp_path / "q").iterdir())
+
+
+def test_a_rated_host_gives_its_vms_records_a_hepspec_benchmark(site: Cloud, tmp_path: Path) -> None:
+    farm = lifecycle.create_farm(site, FarmRequest(name="rated"))
+    hosts.set_hs06(site, "w1", 11.5)
+    hosts.set_hs06(site, "w2", 11.5)
+    vm = run_vm(site, farm.id, "m1.small")
+    accounting.collect(site, now=T0 + HOUR)
+    outdir = tmp_path / "outgoing"
+    result = cli(site, tmp_path, "accounting", "export", "--format", "apel", "--outdir", str(outdir), "--period", "2026-11")
+    assert result.returncode == 0, result.stderr
+    [record] = [r for r in read_queue(outdir) if r["VMUUID"] == vm]
+    assert (record["BenchmarkType"], float(record["Benchmark"])) == ("HEPSPEC", 11.5)

@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from ivfarm.errors import ConfigError, InvalidInput
 from ivfarm.services.runtime.context import CloudContext
-from ivfarm.store.models import Farm, Instance, UsageRecord, utcnow
+from ivfarm.store.models import Farm, Host, Instance, UsageRecord, utcnow
 
 FORMATS = ("apel",)
 HEADER = "APEL-cloud-message: v0.4"
@@ -76,6 +76,7 @@ class _Vm:
 
     ended_at: dt.datetime | None  # terminated (or its row went with its farm: the end of its last sample)
     farm: Farm | None
+    hs06_per_core: float | None  # of the host it ran on last (HEPSPEC is APEL's per-core benchmark)
 
 
 def _record(rows: list[UsageRecord], vm: _Vm, cut: dt.datetime, site: dict[str, str]) -> dict[str, str]:
@@ -106,6 +107,7 @@ def _record(rows: list[UsageRecord], vm: _Vm, cut: dt.datetime, site: dict[str, 
         "CpuCount": last.vcpus, "NetworkInbound": round(rx / GB), "NetworkOutbound": round(tx / GB),
         "PublicIPCount": last.public_ips, "Memory": last.memory_mb, "Disk": last.disk_gb,
         "ImageId": last.image_id, "CloudType": site["cloud_type"],
+        "BenchmarkType": "HEPSPEC" if vm.hs06_per_core else None, "Benchmark": vm.hs06_per_core or None,
     }
     return {field: str(values[field]) for field in FIELDS if values.get(field) not in (None, "")}
 
@@ -132,6 +134,7 @@ def cloud_records(cloud: CloudContext, since: dt.datetime, until: dt.datetime) -
                 UsageRecord.resource_id.in_(used), UsageRecord.start < until).order_by(UsageRecord.start)):
             samples[row.resource_id].append(row)
         farms = {farm.name: farm for farm in session.scalars(select(Farm))}
+        ratings = dict(session.execute(select(Host.name, Host.hs06_per_core)).all())
         terminated = dict(session.execute(select(Instance.id, Instance.terminated_at).where(
             Instance.id.in_(list(samples)))).all())
     records = []
@@ -143,7 +146,7 @@ def cloud_records(cloud: CloudContext, since: dt.datetime, until: dt.datetime) -
             if not any(r.end > month_start and r.start < cut for r in rows):
                 continue
             ended = terminated[resource_id] if resource_id in terminated else rows[-1].end
-            vm = _Vm(ended, farms.get(rows[0].farm_name))
+            vm = _Vm(ended, farms.get(rows[0].farm_name), ratings.get(rows[-1].host_name or ""))
             records.append(_record(rows, vm, cut, site))
     return records
 
