@@ -1,6 +1,7 @@
 """One module per area; importing this package registers every EC2 action."""
 from ivfarm.ec2.handlers import (
     addresses,
+    farm_images,
     images,
     instances,
     keypairs,
@@ -12,5 +13,5 @@ from ivfarm.ec2.handlers import (
     vpc,
 )
 
-__all__ = ["addresses", "images", "instances", "keypairs", "lifecycle", "metadata_options", "regions",
+__all__ = ["addresses", "farm_images", "images", "instances", "keypairs", "lifecycle", "metadata_options", "regions",
            "security_groups", "tags", "vpc"]
