@@ -3,6 +3,7 @@ from ivfarm.ec2.handlers import (
     addresses,
     farm_images,
     images,
+    instance_attributes,
     instances,
     keypairs,
     lifecycle,
@@ -13,5 +14,5 @@ from ivfarm.ec2.handlers import (
     vpc,
 )
 
-__all__ = ["addresses", "farm_images", "images", "instances", "keypairs", "lifecycle", "metadata_options", "regions",
+__all__ = ["addresses", "farm_images", "images", "instance_attributes", "instances", "keypairs", "lifecycle", "metadata_options", "regions",
            "security_groups", "tags", "vpc"]

@@ -15,19 +15,19 @@ import math
 import re
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from drivers.storage.base import disk_names
 from drivers.storage.export import flatten, sha256_of
 from ivfarm import ids
 from ivfarm.errors import AlreadyExists, InvalidInput, InvalidState, IvfarmError
-from ivfarm.services.compute import instances
+from ivfarm.services.compute import instances, provisioning
 from ivfarm.services.images.catalog import inspect_disk
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
 from ivfarm.services.tenancy.tags import add_tags
 from ivfarm.store import jobs
-from ivfarm.store.models import Image, utcnow
+from ivfarm.store.models import Image, Job, utcnow
 from ivfarm.store.states import InstanceState as S
 from ivfarm.store.transitions import compare_and_set
 
@@ -130,9 +130,20 @@ def create_image(cloud: CloudContext, image_id: str, instance_id: str, restart: 
 def _start_again(cloud: CloudContext, instance_id: str) -> None:
     """Start the instance CreateImage stopped (unless someone changed it meanwhile)."""
     try:
-        instances.start(cloud, instance_id)
+        provisioning.start(cloud, instance_id)
     except InvalidState as exc:
         log.info("%s was not started again after its image: %s", instance_id, exc)
+
+
+def stuck_images(cloud: CloudContext) -> list[str]:
+    """Pending images no job is making any more: none queued, none running with a fresh heartbeat."""
+    stale = utcnow() - journal.lapse(cloud)
+    with cloud.store.read() as session:
+        pending = list(session.scalars(select(Image.id).where(Image.state == "pending").order_by(Image.id)))
+        live = session.scalars(select(Job).where(Job.kind == KIND, or_(
+            Job.state == "queued", (Job.state == "running") & (Job.heartbeat_at >= stale))))
+        made = {str(job.payload.get("image")) for job in live}
+    return [image_id for image_id in pending if image_id not in made]
 
 
 def fail_stuck(cloud: CloudContext, image_id: str) -> None:

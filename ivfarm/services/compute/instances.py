@@ -65,6 +65,7 @@ class LaunchRequest:
     group_names: list[str] = field(default_factory=list)
     private_ip: str | None = None  # the farm address to take (one instance only)
     shutdown_behavior: str = "stop"  # what a poweroff from inside the guest does: stop | terminate
+    disable_api_termination: bool = False  # TerminateInstances refuses the instance while set
 
 
 def disk_gb_for(image: Image, flavor: Flavor) -> int:
@@ -190,6 +191,7 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
                 public_nic=request.public_nic, key_name=request.key_name, user_data=request.user_data,
                 client_token=request.client_token, reservation_id=reservation, launch_index=index,
                 restart_policy=request.restart_policy, shutdown_behavior=request.shutdown_behavior,
+                disable_api_termination=request.disable_api_termination,
                 owner=journal.me(), heartbeat_at=now,
             )
             metadata_options.store(instance, options)

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 from fileops.atomic import atomic_open
 from ivfarm import ids
 from ivfarm.errors import AlreadyExists, InUse, InvalidInput, NotFound
-from ivfarm.services.images.sharing import visible_to
+from ivfarm.services.images.sharing import shared_with, visible_to
 from ivfarm.services.runtime.context import CloudContext
-from ivfarm.store.models import LIVE_STATES, Image, Instance, LaunchPermission
+from ivfarm.store.models import LIVE_STATES, Farm, Image, Instance, LaunchPermission
 
 KINDS = {"machine": "image", "kernel": "kernel", "ramdisk": "ramdisk"}
 FORMATS = ("raw", "qcow2")
@@ -148,6 +148,18 @@ def list_images(cloud: CloudContext, farm_id: int | None = None) -> list[Image]:
         if farm_id is not None:
             query = query.where(visible_to(farm_id))
         return list(session.scalars(query))
+
+
+def farm_names(cloud: CloudContext) -> dict[int, str]:
+    """``{farm id: name}``, to show who owns farm images."""
+    with cloud.store.read() as session:
+        return {farm_id: name for farm_id, name in session.execute(select(Farm.id, Farm.name))}
+
+
+def farms_shared_with(cloud: CloudContext, image_id: str) -> list[int]:
+    """The farms an image is shared with (launch permissions)."""
+    with cloud.store.read() as session:
+        return shared_with(session, [image_id]).get(image_id, [])
 
 
 def show_image(cloud: CloudContext, ref: str) -> Image:

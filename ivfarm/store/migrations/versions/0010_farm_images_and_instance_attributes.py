@@ -16,6 +16,11 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # this revision's id is longer than alembic's 32 characters: widen the version column first
+    # (PostgreSQL enforces the length, SQLite does not; written by the same transaction)
+    if op.get_bind().dialect.name == "postgresql":
+        op.alter_column('alembic_version', 'version_num', type_=sa.String(length=64),
+                        existing_type=sa.String(length=32), existing_nullable=False)
     with op.batch_alter_table('images') as batch_op:
         batch_op.add_column(sa.Column('state', sa.String(length=16), server_default='available', nullable=False))
         batch_op.add_column(sa.Column('state_reason', sa.String(length=256), server_default='', nullable=False))
