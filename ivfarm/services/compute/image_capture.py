@@ -81,6 +81,11 @@ def _mark(cloud: CloudContext, image_id: str, **values: object) -> bool:
         return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
 
+def _state(cloud: CloudContext, instance_id: str) -> str:
+    with cloud.store.read() as session:
+        return str(instances.get_instance(session, instance_id).state)
+
+
 def _export(cloud: CloudContext, instance_id: str, partial: Path) -> None:
     with cloud.store.read() as session:
         instance = instances.get_instance(session, instance_id)
@@ -104,7 +109,7 @@ def create_image(cloud: CloudContext, image_id: str, instance_id: str, restart: 
         target = Path(image.path)
     partial = target.with_name(target.name + ".partial")
     try:
-        if restart:
+        if restart and _state(cloud, instance_id) != S.STOPPED:  # a job run again after a crash finds it stopped
             instances.stop(cloud, instance_id)
         cloud.prepare_state_dir()
         _export(cloud, instance_id, partial)
