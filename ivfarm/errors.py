@@ -47,6 +47,20 @@ class TransitionLost(InvalidState):
         self.wanted = str(wanted)
 
 
+class Unavailable(IvfarmError):
+    """The resource exists but cannot be used or changed by the caller now (an image being made, failed,
+    deregistered, or another farm's)."""
+
+    def __init__(self, kind: str, ident: str, why: str) -> None:
+        super().__init__(f"{kind} {ident!r} {why}")
+        self.kind = kind
+        self.ident = ident
+
+
+class NotPermitted(IvfarmError):
+    """The operation is switched off for this resource (DisableApiTermination) or reserved to the sysadmin."""
+
+
 class NoValidHost(IvfarmError):
     """No enabled host of the right class has room for the request."""
 

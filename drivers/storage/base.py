@@ -4,6 +4,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+from drivers.errors import StorageError
+from drivers.storage.export import flatten
+from drivers.uris import uri_is_local
 
 
 @dataclass(frozen=True)
@@ -77,3 +82,11 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def move(self, uri: str, name: str, dest_uri: str) -> Disk:
         """Make the disk available on ``dest_uri`` and gone from ``uri`` (cold migration); O(1) when shared."""
+
+    def export(self, uri: str, name: str, target: Path) -> None:
+        """Write disk ``name`` flattened (its backing chain merged in) as a standalone qcow2 ``target`` on
+        this machine; a disk a running guest uses is read as it is (crash-consistent)."""
+        if not uri_is_local(uri):
+            raise StorageError(f"{self.name} disks on {uri} cannot be exported: the host is not this machine")
+        disk = self.disk(uri, name)
+        flatten(disk.path, disk.disk_format, target)

@@ -16,7 +16,8 @@ from drivers.storage.pools import (
     volume_exists,
     volume_xml,
 )
-from drivers.storage.transfer import copy_volume, physical_size
+from drivers.storage.transfer import copy_volume, download_file, physical_size
+from drivers.uris import uri_is_local
 
 
 class Qcow2DirStorage(Storage):
@@ -96,3 +97,23 @@ class Qcow2DirStorage(Storage):
                     volume_xml(name, max(physical_size(vol), 1), "raw"), sparse=True)
         delete_volume(source, name)
         return self.disk(dest_uri, name)
+
+    def export(self, uri: str, name: str, target: Path) -> None:
+        """On a remote host the disk is flattened there (libvirt clones through ``qemu-img convert``) and the
+        copy streamed here."""
+        if uri_is_local(uri):
+            super().export(uri, name, target)
+            return
+        vol = self._lookup(uri, name)
+        if vol is None:
+            raise StorageError(f"no disk {name} in pool {self.pool_name} on {uri}")
+        pool = self._pool(uri)
+        flat_name = f"{name}.export"
+        try:
+            flat = pool.createXMLFrom(volume_xml(flat_name, int(vol.info()[1]), "qcow2"), vol, 0)
+        except libvirt.libvirtError as exc:
+            raise StorageError(f"cannot flatten {name} on {uri}: {exc.get_error_message()}") from exc
+        try:
+            download_file(self._connect(uri), flat, target)
+        finally:
+            delete_volume(pool, flat_name)

@@ -85,3 +85,23 @@ def _abort(stream: libvirt.virStream) -> None:
         stream.abort()
     except libvirt.libvirtError:
         pass
+
+
+def download_file(conn: libvirt.virConnect, vol: libvirt.virStorageVol, target: Path) -> None:
+    """Stream a volume into a local file ``target``, holes kept as holes."""
+    stream = conn.newStream(0)
+
+    def hole(_stream: libvirt.virStream, length: int, handle: object) -> int:
+        handle.seek(length, 1)  # type: ignore[attr-defined]
+        return 0
+
+    try:
+        with target.open("wb") as handle:
+            vol.download(stream, 0, 0, libvirt.VIR_STORAGE_VOL_DOWNLOAD_SPARSE_STREAM)
+            stream.sparseRecvAll(lambda _s, buf, h: h.write(buf), hole, handle)
+            stream.finish()
+            handle.truncate()  # a hole at the end still counts in the size
+    except (libvirt.libvirtError, OSError, RuntimeError) as exc:
+        _abort(stream)
+        target.unlink(missing_ok=True)
+        raise StorageError(f"cannot download volume {vol.name()}: {exc}") from exc

@@ -14,13 +14,21 @@ from ivfarm.cloud import Cloud
 from ivfarm.services.images import catalog, image_sync
 from ivfarm.store.models import Image
 
-COLUMNS = ["id", "name", "kind", "disk_format", "size_bytes", "public", "kernel_id", "ramdisk_id", "sha256"]
+COLUMNS = ["id", "name", "owner", "state", "kind", "disk_format", "size_bytes", "public", "kernel_id", "ramdisk_id",
+           "sha256"]
+SITE_OWNER = "site"  # images the sysadmin registered; farm images name their farm
 SYNC_COLUMNS = ["host", "status", "source", "round", "seconds", "attempts", "error"]
 
 
-def _record(image: Image, full: bool = False) -> dict[str, object]:
-    keys = COLUMNS + (["virtual_size_bytes", "path", "cmdline", "description", "created_at"] if full else [])
-    return {key: getattr(image, key) for key in keys}
+def _record(image: Image, owners: dict[int, str], shared: list[int] | None = None) -> dict[str, object]:
+    """One image as the CLI shows it; with ``shared`` (the farms it is shared with) the full record."""
+    keys = COLUMNS + (["virtual_size_bytes", "path", "cmdline", "description", "source_instance_id", "state_reason",
+                       "created_at"] if shared is not None else [])
+    record: dict[str, object] = {key: getattr(image, key) for key in keys if key != "owner"}
+    record["owner"] = owners.get(image.owner_farm_id, SITE_OWNER) if image.owner_farm_id is not None else SITE_OWNER
+    if shared is not None:
+        record["shared_with"] = ",".join(owners.get(f, str(f)) for f in shared)
+    return {key: record[key] for key in [*keys, *(["shared_with"] if shared is not None else [])]}
 
 
 @click.group()
@@ -53,7 +61,8 @@ def add(cloud: Cloud, name: str, file: Path, kind: str, disk_format: str | None,
 @pass_cloud
 def list_(cloud: Cloud, output: str) -> None:
     """List images."""
-    emit_rows([_record(i) for i in catalog.list_images(cloud)], COLUMNS, output)
+    owners = catalog.farm_names(cloud)
+    emit_rows([_record(i, owners) for i in catalog.list_images(cloud)], COLUMNS, output)
 
 
 @image.command("show")
@@ -62,14 +71,15 @@ def list_(cloud: Cloud, output: str) -> None:
 @pass_cloud
 def show(cloud: Cloud, image_ref: str, output: str) -> None:
     """Show one image (by id or name)."""
-    emit_record(_record(catalog.show_image(cloud, image_ref), full=True), output)
+    shown = catalog.show_image(cloud, image_ref)
+    emit_record(_record(shown, catalog.farm_names(cloud), catalog.farms_shared_with(cloud, shown.id)), output)
 
 
 @image.command("publish")
 @click.argument("image_ref", metavar="IMAGE")
 @pass_cloud
 def publish(cloud: Cloud, image_ref: str) -> None:
-    """Make IMAGE visible to every farm."""
+    """Make IMAGE (a site image, or a farm's image) visible to and launchable by every farm."""
     catalog.set_public(cloud, image_ref, True)
     click.echo(f"image {image_ref} is public")
 

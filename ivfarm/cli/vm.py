@@ -141,7 +141,7 @@ def stop(cloud: Cloud, ref: str, force: bool) -> None:
 def start(cloud: Cloud, ref: str) -> None:
     """Start a stopped instance."""
     instance_id = _resolve(cloud, ref)
-    instances.start(cloud, instance_id)
+    provisioning.start(cloud, instance_id)
     click.echo(f"{instance_id} running")
 
 

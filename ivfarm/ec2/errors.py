@@ -9,9 +9,11 @@ from ivfarm.errors import (
     InvalidState,
     IvfarmError,
     NotFound,
+    NotPermitted,
     NoValidHost,
     PoolExhausted,
     QuotaExceeded,
+    Unavailable,
 )
 
 MAX_ECHO = 80  # longest piece of client input repeated in a message
@@ -102,6 +104,10 @@ def from_ivfarm(exc: IvfarmError) -> Ec2Error:
     """The EC2 error for a service error no handler translated itself."""
     if isinstance(exc, NotFound) and exc.kind in _KINDS:
         return not_found(exc.kind, [exc.ident])
+    if isinstance(exc, Unavailable) and exc.kind == "image":
+        return Ec2Error("InvalidAMIID.Unavailable", f"The image id '[{echo(exc.ident)}]' is not available: {exc}")
+    if isinstance(exc, NotPermitted):
+        return Ec2Error("OperationNotPermitted", str(exc))
     if isinstance(exc, QuotaExceeded):
         if exc.resource == "addresses":
             return Ec2Error("AddressLimitExceeded", "The maximum number of addresses has been reached.")

@@ -22,6 +22,7 @@ INSTANCE_COLUMNS = (
     Instance.reservation_id, Instance.launch_index, Instance.created_at, Instance.launched_at,
     Instance.terminated_at, Instance.vcpus, Instance.memory_mb, Instance.disk_gb, Instance.shutdown_behavior,
     Instance.metadata_http_tokens, Instance.metadata_hop_limit, Instance.metadata_http_endpoint,
+    Instance.disable_api_termination,
 )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -92,7 +93,22 @@ class Image(Base):
     ramdisk_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     cmdline: Mapped[str] = mapped_column(String(512), default="")
     description: Mapped[str] = mapped_column(String(256), default="")
+    # pending (CreateImage's job flattens the disk) | available | failed | deregistered (file kept while used)
+    state: Mapped[str] = mapped_column(String(16), default="available", server_default="available")
+    state_reason: Mapped[str] = mapped_column(String(256), default="", server_default="")
+    source_instance_id: Mapped[str | None] = mapped_column(String(32), nullable=True)  # CreateImage's instance
+    # EC2 BlockDeviceMapping of the image: [{"device": "/dev/vda", "size_gb": 1}]
+    block_devices: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class LaunchPermission(Base):
+    """A farm another farm's image is shared with (ModifyImageAttribute launchPermission)."""
+
+    __tablename__ = "image_launch_permissions"
+
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), primary_key=True, index=True)
 
 
 class Farm(Base):
@@ -151,6 +167,9 @@ class Instance(Base):
     restart_policy: Mapped[str] = mapped_column(String(16), default="none")  # none | always
     # what a poweroff from inside the guest does: stop | terminate (InstanceInitiatedShutdownBehavior)
     shutdown_behavior: Mapped[str] = mapped_column(String(16), default="stop", server_default="stop")
+    disable_api_termination: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # ModifyInstanceAttribute changed what the domain or seed is made of: re-rendered at the next start
+    redefine_on_start: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # EC2 MetadataOptions, enforced by the farm router's metadata service
     metadata_http_tokens: Mapped[str] = mapped_column(String(16), default="optional")  # optional | required
     metadata_hop_limit: Mapped[int] = mapped_column(Integer, default=1)  # IP TTL of token responses

@@ -46,11 +46,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
     group = alpha.create_security_group(GroupName="fixed-group", Description="fixed")["GroupId"]
     alpha.authorize_security_group_ingress(GroupId=group, IpPermissions=[
         {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    own_ami = alpha.create_image(InstanceId=stopped, Name="fixed image")["ImageId"]
+    alpha.get_waiter("image_available").wait(ImageIds=[own_ami], WaiterConfig=FAST)
     (default_group,) = alpha.describe_security_groups(GroupNames=["default"])["SecurityGroups"]
     rule = alpha.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group]}])
     facts = {"running": running, "stopped": stopped, "key_id": key_id, "allocation": address["AllocationId"],
              "public_ip": address["PublicIp"], "association": association, "ami": site.ami, "group": group,
-             "default_group": default_group["GroupId"],
+             "default_group": default_group["GroupId"], "own_ami": own_ami,
              "rule": rule["SecurityGroupRules"][0]["SecurityGroupRuleId"]}
     yield site, site.raw("alpha"), facts
     site.site.close()
@@ -174,8 +176,26 @@ SPEC: dict[str, tuple[dict[str, tuple[str, ...]], list[dict[str, str]]]] = {
     "DescribeVpcAttribute": ({"VpcId": (), "Attribute": ()}, [{"Attribute": "colour"}, {"VpcId": "vpc-zz"}]),
     "CreateVpc": ({"CidrBlock": ()}, [{"CidrBlock": "10.0.0.0/16"}]),
     "DeleteSubnet": ({"SubnetId": ()}, [{"SubnetId": "subnet-zz"}]),
-    "ModifyInstanceAttribute": ({"InstanceId": ("running",), "GroupId.1": ("group", "default_group")},
-                                [{"GroupId.1": "sg-zz"}, {"GroupId.2": "sg-0123456789abcdef0"}]),
+    "ModifyInstanceAttribute": ({"InstanceId": ("running", "stopped"), "GroupId.1": ("group", "default_group"),
+                                 "InstanceType.Value": (), "UserData.Value": (), "DisableApiTermination.Value": (),
+                                 "InstanceInitiatedShutdownBehavior.Value": (), "Attribute": (), "Value": ()},
+                                [{"GroupId.1": "sg-zz"}, {"GroupId.2": "sg-0123456789abcdef0"},
+                                 {"InstanceType.Value": "z9.mega", "GroupId.1": "sg-0123456789abcdef0"},
+                                 {"DisableApiTermination.Value": "maybe"}, {"InstanceId": "i-zz"}]),
+    "CreateImage": ({"InstanceId": ("running", "stopped"), "Name": (), "Description": (), "NoReboot": (),
+                     "TagSpecification.1.ResourceType": (), "TagSpecification.1.Tag.1.Key": ()},
+                    [{"Name": "x!"}, {"InstanceId": "i-zz"}, {"TagSpecification.1.ResourceType": "volume"},
+                     {"BlockDeviceMapping.1.DeviceName": "/dev/sdb"}, {"Name": "fixed image"}]),
+    "DeregisterImage": ({"ImageId": ("own_ami", "ami")}, [{"ImageId": "ami-zz"}, {"ImageId": "ami-0123456789abcdef0"}]),
+    "DescribeImageAttribute": ({"ImageId": ("own_ami", "ami"), "Attribute": ()},
+                               [{"Attribute": "colour"}, {"ImageId": "ami-zz"}]),
+    "ModifyImageAttribute": ({"ImageId": ("own_ami", "ami"), "Attribute": (), "OperationType": (), "UserId.1": (),
+                              "LaunchPermission.Add.1.UserId": (), "LaunchPermission.Remove.1.UserId": (),
+                              "Description.Value": ()},
+                             [{"LaunchPermission.Add.1.Group": "all"}, {"UserId.1": "12", "OperationType": "add"},
+                              {"ImageId": "ami-zz"}, {"UserGroup.1": "everyone"}]),
+    "ResetImageAttribute": ({"ImageId": ("own_ami", "ami"), "Attribute": ()},
+                            [{"Attribute": "description"}, {"ImageId": "ami-zz"}]),
 }
 FILTERED = {"DescribeRegions", "DescribeAvailabilityZones", "DescribeImages", "DescribeInstanceTypes",
             "DescribeInstances", "DescribeInstanceStatus", "DescribeKeyPairs", "DescribeAddresses", "DescribeTags",

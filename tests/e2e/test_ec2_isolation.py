@@ -89,6 +89,19 @@ CASES: list[tuple[str, Callable[[Any, str, dict[str, Any]], Any], str, str]] = [
      "association", "association"),
     ("DescribeImages", lambda c, x, w: c.describe_images(ImageIds=[x]), "image", "image"),
     ("RunInstances(image)", lambda c, x, w: c.run_instances(ImageId=x, MinCount=1, MaxCount=1), "image", "image"),
+    ("DeregisterImage", lambda c, x, w: c.deregister_image(ImageId=x), "image", "image"),
+    ("DescribeImageAttribute", lambda c, x, w: c.describe_image_attribute(ImageId=x, Attribute="launchPermission"),
+     "image", "image"),
+    ("ModifyImageAttribute", lambda c, x, w: c.modify_image_attribute(
+        ImageId=x, LaunchPermission={"Add": [{"UserId": "000000000002"}]}), "image", "image"),
+    ("ResetImageAttribute", lambda c, x, w: c.reset_image_attribute(ImageId=x, Attribute="launchPermission"),
+     "image", "image"),
+    ("CreateImage(instance)", lambda c, x, w: c.create_image(InstanceId=x, Name="stolen image"),
+     "instance", "instance"),
+    ("ModifyInstanceAttribute(type)", lambda c, x, w: c.modify_instance_attribute(
+        InstanceId=x, InstanceType={"Value": "m1.small"}), "instance", "instance"),
+    ("ModifyInstanceAttribute(protection)", lambda c, x, w: c.modify_instance_attribute(
+        InstanceId=x, DisableApiTermination={"Value": True}), "instance", "instance"),
 ]
 # References that are not ids: (case, key of the other farm's value in `world`, an absent value, call)
 REFERENCE_CASES: list[tuple[str, str, str, Callable[[Any, str], Any]]] = [

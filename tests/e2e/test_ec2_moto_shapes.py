@@ -163,6 +163,14 @@ STEPS: list[Step] = [
      lambda x: {}),
     ("DescribeInstanceAttribute", lambda s: {"InstanceId": s["instance"], "Attribute": "instanceType"},
      lambda x: {}),
+    ("ModifyInstanceAttribute", lambda s: {"InstanceId": s["instance"], "DisableApiTermination.Value": "false"},
+     lambda x: {}),
+    ("CreateImage", lambda s: {"InstanceId": s["instance"], "Name": "shape image", "NoReboot": "true"},
+     lambda x: {"image": _id(x, "imageId")}),
+    ("DescribeImageAttribute", lambda s: {"ImageId": s["image"], "Attribute": "launchPermission"}, lambda x: {}),
+    ("ModifyImageAttribute", lambda s: {"ImageId": s["image"], "Description.Value": "shaped"}, lambda x: {}),
+    ("DescribeImageAttribute", lambda s: {"ImageId": s["image"], "Attribute": "description"}, lambda x: {}),
+    ("DeregisterImage", lambda s: {"ImageId": s["image"]}, lambda x: {}),
     ("CreateTags", lambda s: {"ResourceId.1": s["instance"], "Tag.1.Key": "env", "Tag.1.Value": "test"},
      lambda x: {}),
     ("DescribeTags", lambda s: {"Filter.1.Name": "resource-id", "Filter.1.Value.1": s["instance"]},
@@ -194,9 +202,12 @@ def test_shapes_match_moto_and_botocore(ec2_site: Ec2Site, moto: QueryClient, mo
     found_theirs: dict[str, str] = {"ami": moto_ami}
     compared = 0
     for action, params, remember in STEPS:
-        if action == "StopInstances":  # ivfarm answers at once, as EC2; let the instance come up first
+        if action in ("StopInstances", "CreateImage"):  # ivfarm answers at once, as EC2; let it come up first
             ec2_site.client("beta").get_waiter("instance_running").wait(
                 InstanceIds=[found_ours["instance"]], WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+        if action == "DeregisterImage":  # a pending image cannot be deregistered yet
+            ec2_site.client("beta").get_waiter("image_available").wait(
+                ImageIds=[found_ours["image"]], WaiterConfig={"Delay": 1, "MaxAttempts": 30})
         mine = call(ours, {"Action": action, **params(found_ours)})
         reference = call(theirs, {"Action": action, **params(found_theirs)})
         conforms(mine, action)

@@ -1,7 +1,9 @@
 """One module per area; importing this package registers every EC2 action."""
 from ivfarm.ec2.handlers import (
     addresses,
+    farm_images,
     images,
+    instance_attributes,
     instances,
     keypairs,
     lifecycle,
@@ -12,5 +14,5 @@ from ivfarm.ec2.handlers import (
     vpc,
 )
 
-__all__ = ["addresses", "images", "instances", "keypairs", "lifecycle", "metadata_options", "regions",
+__all__ = ["addresses", "farm_images", "images", "instance_attributes", "instances", "keypairs", "lifecycle", "metadata_options", "regions",
            "security_groups", "tags", "vpc"]

@@ -21,9 +21,11 @@ from ivfarm.ec2.views.catalog import (
     instance_type_item,
 )
 from ivfarm.services.compute.flavors import list_flavors
+from ivfarm.services.images import sharing
 from ivfarm.services.images.catalog import list_images
 
 _ACCOUNT = re.compile(r"[0-9]{12}")
+OTHER_ALIASES = ("aws-marketplace", "aws-backup-vault")  # AWS's other owners: none of their images are here
 IMAGE_FILTERS = documented("DescribeImages", {
     "image-id": lambda i: (i["imageId"],),
     "name": lambda i: (i["name"],),
@@ -67,9 +69,18 @@ def _owner_matches(owners: list[str], owner_id: str, mine: str) -> bool:
     return False
 
 
-def _executable_matches(users: list[str], public: bool, mine: str) -> bool:
-    """ExecutableBy: ``all`` means public images; ``self`` (or the farm's id) every image it may launch."""
-    return not users or any((u == "all" and public) or u in ("self", mine) for u in users)
+def _executable_matches(users: list[str], public: bool, mine: str, shared: list[str]) -> bool:
+    """ExecutableBy: ``all`` means public images; ``self`` (or the farm's id) every image it may launch;
+    another account, the images it may launch among those shown (public, or shared with it)."""
+    if not users:
+        return True
+    for user in users:
+        if user == "all":
+            if public:
+                return True
+        elif user in ("self", mine) or public or user in shared:
+            return True
+    return False
 
 
 @action("DescribeImages")
@@ -87,7 +98,7 @@ def describe_images(ctx: RequestContext, p: Params) -> dict[str, Any]:
         if not ids.is_image_id(image_id):
             raise malformed("image", image_id)
     for value in owners:
-        if value not in ("self", SITE_OWNER_ALIAS) and not _ACCOUNT.fullmatch(value):
+        if value not in ("self", SITE_OWNER_ALIAS, *OTHER_ALIASES) and not _ACCOUNT.fullmatch(value):
             raise Ec2Error("InvalidUserID.Malformed", f"Invalid user id: \"{echo(value)}\"")
     for value in users:
         if value not in ("self", "all") and not _ACCOUNT.fullmatch(value):
@@ -101,6 +112,7 @@ def describe_images(ctx: RequestContext, p: Params) -> dict[str, Any]:
     ctx.proceed()
     with ctx.cloud.store.read() as session:
         tags = tags_of(session, ctx.farm_id, "image")
+        shared = sharing.shared_with(session, [i.id for i in visible if i.owner_farm_id == ctx.farm_id])
     items = []
     for image in visible:
         if image_ids and image.id not in image_ids:
@@ -109,7 +121,8 @@ def describe_images(ctx: RequestContext, p: Params) -> dict[str, Any]:
         item = image_item(image, owner, tags.get(image.id))
         if owners and not _owner_matches(owners, item["imageOwnerId"], ctx.owner_id):
             continue
-        if not _executable_matches(users, bool(image.public), ctx.owner_id):
+        accounts = [account_id(f) for f in shared.get(image.id, [])]
+        if not _executable_matches(users, bool(image.public), ctx.owner_id, accounts):
             continue
         if filters.match(item, tags.get(image.id)):
             items.append(item)

@@ -1,4 +1,4 @@
-"""RunInstances, DescribeInstances, DescribeInstanceStatus, Describe/ModifyInstanceAttribute."""
+"""RunInstances, DescribeInstances and DescribeInstanceStatus."""
 from __future__ import annotations
 
 import base64
@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from ivfarm import ids
 from ivfarm.ec2 import pagination
 from ivfarm.ec2.context import RequestContext
-from ivfarm.ec2.errors import Ec2Error, combination, echo, invalid_value, malformed
+from ivfarm.ec2.errors import Ec2Error, combination, echo, invalid_value
 from ivfarm.ec2.filter_table import documented
 from ivfarm.ec2.filters import parse_filters
 from ivfarm.ec2.handlers.common import id_list, tag_specifications, visible_seconds
@@ -30,18 +30,14 @@ from ivfarm.ec2.registry import action
 from ivfarm.ec2.serializer import timestamp
 from ivfarm.ec2.views.common import STATE_CODES, ec2_state
 from ivfarm.ec2.views.instances import ROOT_DEVICE, Related, reservation, reservations, status_item
-from ivfarm.errors import InvalidInput, NotFound, PoolExhausted
+from ivfarm.errors import NotFound, PoolExhausted
 from ivfarm.services.compute import instances
-from ivfarm.services.network import firewall
 from ivfarm.services.tenancy import security_groups
 from ivfarm.store.models import Instance, KeyPair
 
 MAX_BATCH = 1000
 USER_DATA_LIMIT = 16 * 1024
 _HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
-ATTRIBUTES = ("instanceType", "kernel", "ramdisk", "userData", "disableApiTermination", "disableApiStop",
-              "instanceInitiatedShutdownBehavior", "rootDeviceName", "blockDeviceMapping", "productCodes",
-              "sourceDestCheck", "groupSet", "ebsOptimized", "sriovNetSupport", "enaSupport")
 
 
 class Candidate(NamedTuple):
@@ -107,7 +103,7 @@ def _reachability(state: str) -> str | None:
     return {"ok": "passed", "initializing": "initializing"}.get(_health(state))
 
 
-def _user_data(raw: str | None) -> bytes | None:
+def user_data_param(raw: str | None) -> bytes | None:
     if not raw:
         return None
     try:
@@ -125,7 +121,7 @@ def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
     min_count = p.required_integer("MinCount", minimum=1, maximum=MAX_BATCH)
     max_count = p.required_integer("MaxCount", minimum=1, maximum=MAX_BATCH)
     key_name = p.string("KeyName", max_length=255)
-    user_data = _user_data(p.string("UserData", max_length=USER_DATA_LIMIT * 2))
+    user_data = user_data_param(p.string("UserData", max_length=USER_DATA_LIMIT * 2))
     client_token = p.string("ClientToken", max_length=64)
     placement = p.struct("Placement")
     zone = placement.string("AvailabilityZone", max_length=128)
@@ -137,6 +133,7 @@ def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
     subnet = p.string("SubnetId", max_length=64)
     private_ip = p.string("PrivateIpAddress", max_length=64)
     behavior = p.choice("InstanceInitiatedShutdownBehavior", ("stop", "terminate"), default="stop")
+    protected = p.boolean("DisableApiTermination")
     tags = tag_specifications(p, "instance")
     options = read_options(p.struct("MetadataOptions"))
     p.done()
@@ -157,7 +154,7 @@ def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
         name=name if name and _HOSTNAME.fullmatch(name) else None, farm_id=ctx.farm_id, key_name=key_name,
         user_data=user_data, client_token=client_token, metadata_options=options, tags=tags, dry_run=ctx.dry_run,
         group_ids=group_ids, group_names=group_names, private_ip=private_ip, shutdown_behavior=behavior or "stop",
-        request_id=ctx.request_id,
+        disable_api_termination=protected, request_id=ctx.request_id,
     )
 
 
@@ -204,7 +201,7 @@ def run_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
     ctx.proceed()
     instance_ids = [i.id for i in launched]
     if earlier:
-        rows, related = _load(ctx, instance_ids)
+        rows, related = load_rows(ctx, instance_ids)
         return reservation(rows[0].reservation_id, rows, related, ctx.owner_id)
     with ctx.cloud.store.read() as session:
         related.groups = security_groups.memberships(session, ctx.farm_id, instance_ids)
@@ -213,7 +210,7 @@ def run_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
     return reservation(launched[0].reservation_id, launched, related, ctx.owner_id)
 
 
-def _load(ctx: RequestContext, instance_ids: list[str]) -> tuple[list[Any], Related]:
+def load_rows(ctx: RequestContext, instance_ids: list[str]) -> tuple[list[Any], Related]:
     with ctx.cloud.store.read() as session:
         if instance_ids:
             rows = require_instances(session, ctx.farm_id, visible_seconds(ctx), instance_ids)
@@ -237,7 +234,7 @@ def describe_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
     page = pagination.read_page(p, 5, 1000, exclusive=("InstanceId",))
     filters = parse_filters(p, INSTANCE_FILTERS)
     p.done()
-    rows, related = _load(ctx, instance_ids)
+    rows, related = load_rows(ctx, instance_ids)
     ctx.proceed()
     if filters:
         rows = [row for row in rows if filters.match(Candidate(row, related), related.tags.get(row.id))]
@@ -253,69 +250,10 @@ def describe_instance_status(ctx: RequestContext, p: Params) -> dict[str, Any]:
     page = pagination.read_page(p, 5, 1000, exclusive=("InstanceId",))
     filters = parse_filters(p, STATUS_FILTERS, tags=False)
     p.done()
-    rows, related = _load(ctx, instance_ids)
+    rows, related = load_rows(ctx, instance_ids)
     ctx.proceed()
     rows = [row for row in rows if (include_all or ec2_state(row.state) == "running")
             and filters.match(Candidate(row, related))]
     chosen, token = pagination.paginate(rows, _order, page)
     return {"instanceStatusSet": [status_item(row, ctx.zone_for(row.host_class)) for row in chosen],
             "nextToken": token}
-
-
-def _attribute_value(name: str, row: Any, user_data: bytes | None, related: Related) -> Any:
-    kernel, ramdisk = related.boot.get(row.image_id, (None, None))
-    simple: dict[str, Any] = {
-        "instanceType": row.flavor_name, "kernel": kernel, "ramdisk": ramdisk,
-        "disableApiTermination": False, "disableApiStop": False,
-        "instanceInitiatedShutdownBehavior": row.shutdown_behavior,
-        "rootDeviceName": "/dev/vda", "sourceDestCheck": True, "ebsOptimized": False,
-        "sriovNetSupport": None, "enaSupport": False,
-    }
-    if name == "userData":
-        return {"value": base64.b64encode(user_data).decode()} if user_data else {}
-    if name == "groupSet":
-        return [{"groupId": g} for g, _ in related.groups.get(row.id, ())]
-    if name in ("blockDeviceMapping", "productCodes"):
-        return []
-    value = simple[name]
-    return {"value": value} if value is not None else {}
-
-
-@action("DescribeInstanceAttribute")
-def describe_instance_attribute(ctx: RequestContext, p: Params) -> dict[str, Any]:
-    """One attribute of one instance (instanceType, userData, kernel, ...)."""
-    instance_id = p.required("InstanceId", max_length=64)
-    attribute = p.required("Attribute", max_length=64)
-    p.done()
-    if not ids.is_valid(instance_id, "instance"):
-        raise malformed("instance", instance_id)
-    if attribute not in ATTRIBUTES:
-        raise invalid_value("Attribute", attribute, "unknown attribute")
-    rows, related = _load(ctx, [instance_id])
-    ctx.proceed()
-    user_data = None
-    if attribute == "userData":
-        with ctx.cloud.store.read() as session:
-            user_data = session.scalar(select(Instance.user_data).where(Instance.id == instance_id))
-    return {"instanceId": instance_id, attribute: _attribute_value(attribute, rows[0], user_data, related)}
-
-
-@action("ModifyInstanceAttribute")
-def modify_instance_attribute(ctx: RequestContext, p: Params) -> dict[str, Any]:
-    """Change an instance's security groups (``GroupId.N``), the one attribute that can change here."""
-    instance_id = p.required("InstanceId", max_length=64)
-    group_ids = check_ids("security_group", id_list(p, "GroupId", required=True))
-    p.done()
-    if not ids.is_valid(instance_id, "instance"):
-        raise malformed("instance", instance_id)
-    _load(ctx, [instance_id])
-    ctx.proceed()
-    try:
-        security_groups.replace_groups(ctx.cloud, ctx.farm_id, instance_id, group_ids)
-    except security_groups.GroupLimit as exc:
-        raise Ec2Error("SecurityGroupsPerInstanceLimitExceeded",
-                       f"The maximum number of security groups per instance ({exc.limit}) has been reached.") from exc
-    except InvalidInput as exc:
-        raise Ec2Error("IncorrectInstanceState", str(exc)) from exc
-    firewall.refresh_farm(ctx.cloud, ctx.farm_id)
-    return {"return": True}

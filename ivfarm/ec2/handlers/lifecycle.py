@@ -114,6 +114,10 @@ def terminate_instances(ctx: RequestContext, p: Params) -> dict[str, Any]:
     p.boolean("SkipOsShutdown")
     p.done()
     rows = _rows(ctx, instance_ids)
+    for row in rows:
+        if row.disable_api_termination and row.state != "terminated":
+            raise Ec2Error("OperationNotPermitted", f"The instance '{row.id}' may not be terminated. Modify its "
+                           "'disableApiTermination' instance attribute and try again.")
     ctx.proceed()
     changes = []
     for row in rows:

@@ -35,7 +35,9 @@ def image_item(image: Any, owner_id: str | None, tags: dict[str, str] | None) ->
     return {
         "imageId": image.id,
         "imageLocation": f"{owner_id or SITE_OWNER_ALIAS}/{image.name}",
-        "imageState": "available",
+        "imageState": image.state,
+        "stateReason": {"code": "Server.InternalError", "message": image.state_reason} if image.state == "failed"
+        else None,
         "imageOwnerId": owner_id or SITE_OWNER_ID,
         "creationDate": image.created_at,
         "isPublic": bool(image.public),
@@ -48,11 +50,18 @@ def image_item(image: Any, owner_id: str | None, tags: dict[str, str] | None) ->
         "description": image.description or None,
         "rootDeviceType": "ebs" if machine else None,
         "rootDeviceName": "/dev/vda" if machine else None,
-        "blockDeviceMapping": [],
+        "blockDeviceMapping": block_device_mapping(image),
         "virtualizationType": "hvm",
         "tagSet": tag_set(tags),
         "hypervisor": "kvm",
     }
+
+
+def block_device_mapping(image: Any) -> list[dict[str, Any]]:
+    """The image's ``blockDeviceMapping`` items (farm images record their root disk)."""
+    return [{"deviceName": d["device"], "ebs": {"volumeSize": d["size_gb"], "deleteOnTermination": True,
+                                                "volumeType": "standard", "encrypted": False}}
+            for d in image.block_devices or ()]
 
 
 def instance_type_item(flavor: Any) -> dict[str, Any]:

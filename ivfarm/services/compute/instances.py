@@ -14,11 +14,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ivfarm import ids
-from ivfarm.errors import InvalidInput, InvalidState, NotFound
+from ivfarm.errors import InvalidInput, InvalidState, NotFound, Unavailable
 from ivfarm.services.compute import metadata_options
 from ivfarm.services.compute.hosts import capacities
 from ivfarm.services.compute.metadata_options import MetadataOptions
 from ivfarm.services.compute.scheduler import Request, Scheduler
+from ivfarm.services.images import sharing
 from ivfarm.services.images.catalog import find_image
 from ivfarm.services.network import addressing, farm_network
 from ivfarm.services.network.machine_features import feature_urls
@@ -65,6 +66,7 @@ class LaunchRequest:
     group_names: list[str] = field(default_factory=list)
     private_ip: str | None = None  # the farm address to take (one instance only)
     shutdown_behavior: str = "stop"  # what a poweroff from inside the guest does: stop | terminate
+    disable_api_termination: bool = False  # TerminateInstances refuses the instance while set
 
 
 def disk_gb_for(image: Image, flavor: Flavor) -> int:
@@ -74,10 +76,11 @@ def disk_gb_for(image: Image, flavor: Flavor) -> int:
 
 
 def visible_image(session: Session, ref: str, farm_id: int | None) -> Image:
-    """An image a farm may launch (public or its own); admins (no farm) may launch any."""
-    image = find_image(session, ref)
-    if farm_id is not None and not image.public and image.owner_farm_id != farm_id:
-        raise NotFound("image", ref)
+    """An available image a farm may launch (public, its own or shared with it); admins (no farm) may
+    launch any available one."""
+    image = find_image(session, ref) if farm_id is None else sharing.visible_image(session, ref, farm_id)
+    if image.state != "available":
+        raise Unavailable("image", ref, f"is {image.state}")
     if image.kind != "machine":
         raise InvalidInput(f"image {ref!r} is a {image.kind} image; launch a machine image")
     return image
@@ -189,6 +192,7 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
                 public_nic=request.public_nic, key_name=request.key_name, user_data=request.user_data,
                 client_token=request.client_token, reservation_id=reservation, launch_index=index,
                 restart_policy=request.restart_policy, shutdown_behavior=request.shutdown_behavior,
+                disable_api_termination=request.disable_api_termination,
                 owner=journal.me(), heartbeat_at=now,
             )
             metadata_options.store(instance, options)

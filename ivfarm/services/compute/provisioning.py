@@ -17,6 +17,7 @@ from contextualization.seed import build_seed
 from drivers.hypervisor.domain_xml import DomainSpec, Nic, render_domain
 from drivers.storage.base import BaseImage, Disk, disk_names
 from ivfarm.errors import InvalidState, IvfarmError, TransitionLost
+from ivfarm.services.compute import instances
 from ivfarm.services.compute.instances import GIB, domain_name, get_instance, mjf_urls, set_state
 from ivfarm.services.network import farm_network, firewall
 from ivfarm.services.network.routers import sync_router
@@ -164,6 +165,33 @@ def redefine(cloud: CloudContext, instance_id: str, disks: list[Disk], start: bo
     except Exception:
         _rollback(plan)
         raise
+
+
+def finish_start(cloud: CloudContext, instance_id: str) -> None:
+    """Start a pending (was stopped) instance; a domain ModifyInstanceAttribute changed (size, user data) is
+    made again first from the store, with the disks it has, and a new seed."""
+    with cloud.store.read() as session:
+        instance = get_instance(session, instance_id)
+        redefine_first = instance.redefine_on_start and instance.host is not None
+    if redefine_first:
+        plan = _plan(cloud, instance_id)
+        storage = cloud.storage(plan.host_class)
+        disks = [storage.disk(plan.uri, name) for name in disk_names(instance_id) if storage.exists(plan.uri, name)]
+        try:
+            cloud.hypervisor.undefine(plan.uri, domain_name(instance_id))
+            _define(cloud, plan, disks, start=False)
+        except Exception:
+            set_state(cloud, instance_id, S.STOPPED, "Server.InternalError: start failed", expect=(S.PENDING,))
+            raise
+        with cloud.store.write() as session:
+            get_instance(session, instance_id).redefine_on_start = False
+    instances.finish_start(cloud, instance_id)
+
+
+def start(cloud: CloudContext, instance_id: str, farm_id: int | None = None) -> None:
+    """Start a stopped instance now (capacity and quota checked again; its domain made again if changed)."""
+    instances.begin_start(cloud, instance_id, farm_id)
+    finish_start(cloud, instance_id)
 
 
 def _rollback(plan: _Plan) -> None:

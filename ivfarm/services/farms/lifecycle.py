@@ -5,6 +5,7 @@ import ipaddress
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -18,7 +19,18 @@ from ivfarm.services.network.routers import router_key, router_lock, router_spec
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
 from ivfarm.services.tenancy import quotas, security_groups
-from ivfarm.store.models import Address, Farm, Host, Image, Instance, KeyPair, PortForward, Tag, utcnow
+from ivfarm.store.models import (
+    Address,
+    Farm,
+    Host,
+    Image,
+    Instance,
+    KeyPair,
+    LaunchPermission,
+    PortForward,
+    Tag,
+    utcnow,
+)
 from vrouter.base import RouterBackend
 from vrouter.errors import RouterError
 
@@ -182,9 +194,18 @@ def _delete_rows(cloud: CloudContext, farm_id: int) -> None:
         security_groups.drop_farm_groups(session, farm_id)
         if instance_ids:
             session.execute(delete(Instance).where(Instance.id.in_(instance_ids)))
+        session.execute(delete(LaunchPermission).where(LaunchPermission.farm_id == farm_id))
+        files = []
         for image in session.scalars(select(Image).where(Image.owner_farm_id == farm_id)):
-            session.delete(image)
+            session.execute(delete(LaunchPermission).where(LaunchPermission.image_id == image.id))
+            if session.scalar(select(Instance.id).where(Instance.image_id == image.id).limit(1)) is not None:
+                image.owner_farm_id, image.state = None, "deregistered"  # other farms' instances still use it
+            else:
+                files.append(Path(image.path))
+                session.delete(image)
         session.execute(delete(Farm).where(Farm.id == farm_id))
+    for path in files:
+        path.unlink(missing_ok=True)
 
 
 def delete_farm(cloud: CloudContext, name: str) -> int:

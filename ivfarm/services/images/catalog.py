@@ -8,14 +8,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from fileops.atomic import atomic_open
 from ivfarm import ids
 from ivfarm.errors import AlreadyExists, InUse, InvalidInput, NotFound
+from ivfarm.services.images.sharing import shared_with, visible_to
 from ivfarm.services.runtime.context import CloudContext
-from ivfarm.store.models import LIVE_STATES, Image, Instance
+from ivfarm.store.models import LIVE_STATES, Farm, Image, Instance, LaunchPermission
 
 KINDS = {"machine": "image", "kernel": "kernel", "ramdisk": "ramdisk"}
 FORMATS = ("raw", "qcow2")
@@ -141,12 +142,24 @@ def add_image(
 
 
 def list_images(cloud: CloudContext, farm_id: int | None = None) -> list[Image]:
-    """Every image (admin), or what a farm may see: public images and its own."""
+    """Every image (admin), or what a farm may see: public images, its own and those shared with it."""
     with cloud.store.read() as session:
         query = select(Image).order_by(Image.created_at, Image.id)
         if farm_id is not None:
-            query = query.where(or_(Image.public.is_(True), Image.owner_farm_id == farm_id))
+            query = query.where(visible_to(farm_id))
         return list(session.scalars(query))
+
+
+def farm_names(cloud: CloudContext) -> dict[int, str]:
+    """``{farm id: name}``, to show who owns farm images."""
+    with cloud.store.read() as session:
+        return {farm_id: name for farm_id, name in session.execute(select(Farm.id, Farm.name))}
+
+
+def farms_shared_with(cloud: CloudContext, image_id: str) -> list[int]:
+    """The farms an image is shared with (launch permissions)."""
+    with cloud.store.read() as session:
+        return shared_with(session, [image_id]).get(image_id, [])
 
 
 def show_image(cloud: CloudContext, ref: str) -> Image:
@@ -156,9 +169,11 @@ def show_image(cloud: CloudContext, ref: str) -> Image:
 
 
 def set_public(cloud: CloudContext, ref: str, public: bool) -> Image:
-    """Publish or unpublish an image (farms only launch public images)."""
+    """Publish or unpublish an image (site images, or a farm's: then every farm sees and launches it)."""
     with cloud.store.write() as session:
         image = find_image(session, ref)
+        if image.state != "available" and public:
+            raise InvalidInput(f"image {image.name!r} is {image.state}: only available images are published")
         image.public = public
         return image
 
@@ -180,5 +195,6 @@ def remove_image(cloud: CloudContext, ref: str) -> None:
         for instance in session.scalars(select(Instance).where(Instance.image_id == image.id)):
             session.delete(instance)
         path = Path(image.path)
+        session.execute(delete(LaunchPermission).where(LaunchPermission.image_id == image.id))
         session.delete(image)
     path.unlink(missing_ok=True)

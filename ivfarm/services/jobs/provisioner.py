@@ -15,7 +15,7 @@ from collections.abc import Callable
 import psycopg
 
 from ivfarm.errors import InvalidState, TransitionLost
-from ivfarm.services.compute import instances, provisioning
+from ivfarm.services.compute import image_capture, instance_attributes, instances, migration, provisioning
 from ivfarm.services.network.routers import sync_router
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
@@ -32,7 +32,7 @@ def run_job(cloud: CloudContext, job: Claimed) -> None:
     if job.kind == "provision":
         provisioning.provision(cloud, instance_id)
     elif job.kind == "start":
-        instances.finish_start(cloud, instance_id)
+        provisioning.finish_start(cloud, instance_id)
     elif job.kind == "reboot":
         instances.finish_reboot(cloud, instance_id)
     elif job.kind == "stop":
@@ -44,6 +44,10 @@ def run_job(cloud: CloudContext, job: Claimed) -> None:
             with cloud.store.write() as session:
                 for farm_id in farms:  # one router sync per farm for the whole batch
                     jobs.enqueue(session, jobs.ROUTER_SYNC, farm_id=farm_id)
+    elif job.kind == instance_attributes.MIGRATE:  # a resized instance its host has no room for
+        migration.migrate(cloud, instance_id, to=job.payload.get("to"))
+    elif job.kind == image_capture.KIND:
+        image_capture.create_image(cloud, str(job.payload["image"]), instance_id, bool(job.payload.get("restart")))
     elif job.kind == jobs.ROUTER_SYNC and job.farm_id is not None:
         sync_router(cloud, job.farm_id)
     else:

@@ -6,6 +6,8 @@
   does not know are reported and, unless ``dry_run``, removed;
 - farms left half-created are rolled back, half-deleted ones finished;
 - graceful drains whose shutdown time has passed move or end their VMs (services.compute.drains);
+- images a crash left pending (their CreateImage job lost) lose their half-made file and are marked
+  failed; files of deregistered images no instance uses any more are removed;
 - every active farm's router is re-applied from the store.
 Running it twice changes nothing the second time.
 """
@@ -19,9 +21,10 @@ from sqlalchemy import select
 
 from drivers.storage.base import disk_names
 from ivfarm.errors import IvfarmError, TransitionLost
-from ivfarm.services.compute import drains, instances, provisioning
+from ivfarm.services.compute import drains, image_capture, instances, provisioning
 from ivfarm.services.compute.host_failure import check_hosts
 from ivfarm.services.farms import lifecycle
+from ivfarm.services.images import sharing
 from ivfarm.services.network.routers import router_key, sync_router
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
@@ -305,6 +308,15 @@ class _Run:
             self.report.errors += [f"drain {view.target}: {i} {what}" for i, what in view.result.items()
                                    if what.startswith("failed")]
 
+    # -- images ----------------------------------------------------------------------------
+    def images(self) -> None:
+        for image_id in image_capture.stuck_images(self.cloud):
+            self.act("image", image_id, "pending but no job is making it", "mark failed",
+                     lambda i=image_id: image_capture.fail_stuck(self.cloud, i))
+        for image_id in sharing.purge_deregistered(self.cloud, dry_run=True):
+            self.act("image", image_id, "deregistered and no longer used", "remove its file",
+                     lambda: sharing.purge_deregistered(self.cloud))
+
     # -- routers and usage -------------------------------------------------------------------
     def routers_and_usage(self) -> None:
         with self.cloud.store.read() as session:
@@ -332,5 +344,6 @@ def reconcile(cloud: CloudContext, dry_run: bool = False) -> ReconcileReport:
         run.instances()
         run.orphans()
         run.drains()
+        run.images()
         run.routers_and_usage()
         return run.report
