@@ -17,41 +17,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ivfarm.cloud import Cloud
-from ivfarm.config import build_config
-from ivfarm.services.compute import hosts, instances, provisioning
-from ivfarm.services.compute.flavors import sync_catalog
-from ivfarm.services.compute.instances import LaunchRequest
-from ivfarm.services.farms import lifecycle
-from ivfarm.services.images.catalog import add_image
 from ivfarm.services.jobs import accounting, apel
 from ivfarm.store.models import Instance
-from tests.support.fake_hypervisors import fake_hypervisor
+from tests.support.scale_site import scale_site
 
 HOSTS, FARMS, PER_FARM, HOURS = 20, 20, 50, 24
 T0 = dt.datetime(2026, 11, 2, 0, 0, tzinfo=dt.timezone.utc)
 
 
 def build(workdir: Path) -> Cloud:
-    cloud = Cloud(build_config({
-        "state_dir": str(workdir / "state"), "vrouter": {"backend": "none"},
-        "network": {"farm_pool": "10.0.0.0/8"},
-        "accounting": {"apel": {"site_name": "BENCH"}},
-    }))
-    cloud.prepare_state_dir()
-    cloud.store.upgrade_schema()
-    sync_catalog(cloud)
-    for index in range(HOSTS):
-        hosts.add_host(cloud, f"hv{index:03d}", fake_hypervisor(workdir / f"hv{index}.xml", 128, 512 * 1024), "worker")
-    disk = workdir / "base.raw"
-    disk.write_bytes(b"\0" * 1024 * 1024)
-    add_image(cloud, "base", disk, public=True)
-    for number in range(FARMS):
-        farm = lifecycle.create_farm(cloud, lifecycle.FarmRequest(
-            name=f"farm-{number:03d}", vo="bench", quotas={"instances": PER_FARM, "vcpus": PER_FARM,
-                                                          "memory_mb": PER_FARM * 512}))
-        for instance in instances.launch(cloud, LaunchRequest(image="base", flavor="m1.small", farm_id=farm.id,
-                                                              count=PER_FARM)):
-            provisioning.provision(cloud, instance.id)
+    cloud = scale_site(workdir, HOSTS, FARMS, PER_FARM, {"network": {"farm_pool": "10.0.0.0/8"},
+                                                         "accounting": {"apel": {"site_name": "BENCH"}}}, vo="bench")
     with cloud.store.write() as session:
         for instance in session.query(Instance):
             instance.launched_at = T0

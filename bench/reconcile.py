@@ -15,40 +15,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ivfarm.cloud import Cloud
-from ivfarm.config import build_config
-from ivfarm.services.compute import hosts, instances, provisioning
-from ivfarm.services.compute.flavors import sync_catalog
-from ivfarm.services.compute.instances import LaunchRequest
-from ivfarm.services.farms import lifecycle
-from ivfarm.services.images.catalog import add_image
 from ivfarm.services.jobs import enforcement, reconcile
-from tests.support.fake_hypervisors import fake_hypervisor
+from tests.support.scale_site import scale_site
 
 HOSTS, FARMS, PER_FARM = 50, 100, 50
 
 
 def build(workdir: Path) -> Cloud:
-    cloud = Cloud(build_config({
-        "state_dir": str(workdir / "state"), "vrouter": {"backend": "none"},
-        "network": {"farm_pool": "10.0.0.0/8", "public": {"range": ["198.51.100.2", "198.51.100.254"],
-                                                          "cidr": "198.51.100.0/24"}},
-    }))
-    cloud.prepare_state_dir()
-    cloud.store.upgrade_schema()
-    sync_catalog(cloud)
-    for index in range(HOSTS):
-        hosts.add_host(cloud, f"hv{index:03d}", fake_hypervisor(workdir / f"hv{index}.xml", 128, 512 * 1024), "worker")
-    disk = workdir / "base.raw"
-    disk.write_bytes(b"\0" * 1024 * 1024)
-    add_image(cloud, "base", disk, public=True)
-    for number in range(FARMS):
-        farm = lifecycle.create_farm(cloud, lifecycle.FarmRequest(name=f"farm-{number:03d}",
-                                                          quotas={"instances": PER_FARM, "vcpus": PER_FARM,
-                                                                  "memory_mb": PER_FARM * 512}))
-        for instance in instances.launch(cloud, LaunchRequest(image="base", flavor="m1.small", farm_id=farm.id,
-                                                              count=PER_FARM)):
-            provisioning.provision(cloud, instance.id)
-    return cloud
+    return scale_site(workdir, HOSTS, FARMS, PER_FARM, {"network": {
+        "farm_pool": "10.0.0.0/8", "public": {"range": ["198.51.100.2", "198.51.100.254"], "cidr": "198.51.100.0/24"}}})
 
 
 def main() -> None:

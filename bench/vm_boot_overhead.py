@@ -16,6 +16,7 @@ import json
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import libvirt
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ivfarm.cloud import Cloud
 from ivfarm.config import build_config
