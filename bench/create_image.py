@@ -19,8 +19,6 @@ import time
 import uuid
 from pathlib import Path
 
-import libvirt
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drivers.storage.base import disk_names
@@ -32,6 +30,7 @@ from ivfarm.services.farms import lifecycle
 from ivfarm.services.images.catalog import add_image
 from ivfarm.services.jobs.provisioner import Provisioner
 from ivfarm.store.models import Image
+from tests.integration.conftest import remove_pools
 
 MIB = 1024 * 1024
 
@@ -83,18 +82,6 @@ def time_convert(cloud: Cloud, instance_id: str, root: Path) -> float:
     seconds = time.perf_counter() - started
     target.unlink()
     return seconds
-
-
-def remove_pools(prefix: str) -> None:
-    conn = libvirt.open("qemu:///system")
-    try:
-        for pool in conn.listAllStoragePools():
-            if pool.name().startswith(prefix + "-"):
-                if pool.isActive():
-                    pool.destroy()
-                pool.undefine()
-    finally:
-        conn.close()
 
 
 def main() -> None:

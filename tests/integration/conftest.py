@@ -49,7 +49,8 @@ def register_guest(cloud: Cloud, guest: Path) -> str:
     return machine.id
 
 
-def _remove_pools(prefix: str) -> None:
+def remove_pools(prefix: str) -> None:
+    """Remove the storage pools named ``<prefix>-...`` from this machine's libvirtd."""
     conn = libvirt.open("qemu:///system")
     try:
         for pool in conn.listAllStoragePools():
@@ -73,7 +74,7 @@ def teardown_cloud(cloud: Cloud) -> None:
     if cloud.config.get("vrouter.backend") == "netns":
         cloud.public_segment.destroy()
     cloud.store.dispose()
-    _remove_pools(cloud.cloud_id)
+    remove_pools(cloud.cloud_id)
     shutil.rmtree(cloud.config.state_dir, ignore_errors=True)
 
 

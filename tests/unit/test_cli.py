@@ -2,23 +2,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from ivfarm.cli.main import cli
 from ivfarm.config import load_config
 from ivfarm.errors import ConfigError
 from tests.support.fake_hypervisors import fake_hypervisor
-
-IVFARM = str(Path(sys.executable).with_name("ivfarm"))
 
 
 def walk(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -35,21 +30,6 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     assert "Usage: " in result.output
     summary = result.output.split("\n\n")[1].strip()
     assert summary and not summary.startswith("Options"), f"{path} has no description"
-
-
-@pytest.fixture
-def ivfarm(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    config = tmp_path / "ivfarm.yaml"
-    config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "vrouter": {"backend": "none"}}))
-    env = {**os.environ, "IVFARM_CONFIG": str(config)}
-    env.pop("IVFARM_DATABASE", None)
-    # the command runs the code under test, wherever the virtualenv's editable install points
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")]))
-
-    def invoke(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([IVFARM, *args], capture_output=True, text=True, env=env, timeout=60)
-
-    return invoke
 
 
 def assert_clean_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:

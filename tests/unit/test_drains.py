@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ivfarm.cli.durations import parse_duration
 from ivfarm.cloud import Cloud
@@ -28,7 +25,6 @@ from ivfarm.services.network.routers import router_spec
 from ivfarm.store.models import Farm, Instance
 from tests.support.fake_hypervisors import fake_hypervisor
 
-IVFARM = str(Path(sys.executable).with_name("ivfarm"))
 MIB, GIB = 1024**2, 1024**3
 
 
@@ -196,20 +192,6 @@ def test_a_cancelled_vm_termination_does_not_happen(lab: tuple[Cloud, Farm]) -> 
     drains.cancel_instance_drain(cloud, vm.id)
     assert drains.process_due(cloud, now=view.deadline).finished == []
     assert state(cloud, vm.id) == "running" and "shutdowntime" not in features_of(cloud, farm.id)[vm.ip]["machinefeatures"]
-
-
-@pytest.fixture
-def ivfarm(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    config = tmp_path / "ivfarm.yaml"
-    config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "vrouter": {"backend": "none"}}))
-    env = {**os.environ, "IVFARM_CONFIG": str(config)}
-    env.pop("IVFARM_DATABASE", None)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH")]))
-
-    def invoke(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([IVFARM, *args], capture_output=True, text=True, env=env, timeout=60)
-
-    return invoke
 
 
 def test_the_cli_drains_shows_and_cancels(ivfarm: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ Records are keyed by the asking address, so the tests publish records for 127.0.
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import http.client
 import json
@@ -81,9 +82,10 @@ def records_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def client(records_file: Path) -> Iterator[Client]:
-    server = MetadataServer(("127.0.0.1", 0), Records(records_file))
+@contextlib.contextmanager
+def serving(records: Path) -> Iterator[Client]:
+    """A metadata server on loopback reading ``records``, and a client of it."""
+    server = MetadataServer(("127.0.0.1", 0), Records(records))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
@@ -92,6 +94,12 @@ def client(records_file: Path) -> Iterator[Client]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def client(records_file: Path) -> Iterator[Client]:
+    with serving(records_file) as connected:
+        yield connected
 
 
 # --- paths -------------------------------------------------------------------------------------

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.unit.test_vrouter_metadata import OTHER, TREE, Client, publish, record
+from tests.unit.test_vrouter_metadata import OTHER, TREE, Client, publish, record, serving
 from vrouter.imds import parse_records
-from vrouter.metadata_server import MetadataServer, Records
 
 MINE = {"machinefeatures": {"hs06": "23", "jobslots": "1", "shutdowntime": "1796220000"},
         "jobfeatures": {"allocated_cpu": "2", "max_rss_bytes": "2147483648"}}
@@ -23,15 +21,8 @@ def client(tmp_path: Path) -> Iterator[Client]:
     publish(path, {"127.0.0.1": {**record(TREE, None), "features": MINE},
                    "127.0.0.2": {**record(OTHER, None), "features": THEIRS},
                    "127.0.0.3": record(OTHER, None)})  # a record from before features
-    server = MetadataServer(("127.0.0.1", 0), Records(path))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield Client(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(path) as connected:
+        yield connected
 
 
 def test_each_key_is_a_file_of_the_asking_vm(client: Client) -> None:
