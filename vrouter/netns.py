@@ -74,8 +74,10 @@ class NetnsRouter(RouterBackend):
         lease_time: str = DEFAULT_LEASE_TIME,
         gratuitous_arp: bool = True,
         metadata_user: str = "nobody",
+        segment_netns: str | None = None,
     ) -> None:
         self.public = public
+        self.segment_netns = segment_netns  # where the farm bridges live (None: this host's namespace)
         self.metadata_user = metadata_user
         self.run_dir = Path(run_dir)
         self.dnsmasq = dnsmasq
@@ -94,7 +96,7 @@ class NetnsRouter(RouterBackend):
             if self._dir(spec.key).exists():
                 # remnant of a router whose namespace is gone (reboot, crash): clear it first
                 self._destroy(spec.key)
-            if not Path("/sys/class/net", spec.lan_bridge, "bridge").exists():
+            if not _sh.link_exists(spec.lan_bridge, self.segment_netns):
                 raise RouterError(
                     f"router {spec.key}: LAN bridge {spec.lan_bridge} does not exist "
                     "(create the farm segment first)"
@@ -199,8 +201,12 @@ class NetnsRouter(RouterBackend):
             f"link add {lveth} type veth peer name {LAN_IF} netns {ns}",
             f"link add {wveth} type veth peer name {WAN_IF} netns {ns}",
         ])
-        _sh.host_sysctl_disable_ipv6(lveth)
-        _sh.ip_batch([f"link set {lveth} master {spec.lan_bridge} up"])
+        if self.segment_netns:  # the LAN veth joins the farm bridge inside the router host's namespace
+            _sh.ip_batch([f"link set {lveth} netns {self.segment_netns}"])
+            _sh.run(_sh.ns_exec(self.segment_netns, ["sysctl", "-q", "-w", f"net.ipv6.conf.{lveth}.disable_ipv6=1"]))
+        else:
+            _sh.host_sysctl_disable_ipv6(lveth)
+        _sh.ip_batch([f"link set {lveth} master {spec.lan_bridge} up"], self.segment_netns)
         self.public.attach(wveth)
         onlink = " onlink" if spec.wan_prefix >= 31 else ""
         _sh.ip_batch([
@@ -327,7 +333,7 @@ class NetnsRouter(RouterBackend):
             self._stop_dnsmasq(key)
             _sh.stop_daemon(self._metadata_pid_path(key))
         _sh.netns_delete(ns)  # kills anything left inside; its veth ends take their peers along
-        _sh.link_delete(lan_veth(key))
+        _sh.link_delete(lan_veth(key), self.segment_netns)
         _sh.link_delete(wan_veth(key))
         self.public.detach(wan_veth(key))
         shutil.rmtree(self._dir(key), ignore_errors=True)
@@ -337,7 +343,7 @@ class NetnsRouter(RouterBackend):
                 what
                 for what, present in (
                     (f"namespace {ns}", _sh.netns_exists(ns)),
-                    (f"link {lan_veth(key)}", _sh.link_exists(lan_veth(key))),
+                    (f"link {lan_veth(key)}", _sh.link_exists(lan_veth(key), self.segment_netns)),
                     (f"directory {self._dir(key)}", self._dir(key).exists()),
                 )
                 if present

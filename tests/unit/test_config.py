@@ -79,7 +79,8 @@ OLD_DEFAULTS = {  # the tree before the schema existed: the schema's defaults mu
     "hosts": {"failure_grace_s": 120, "fence_command": None, "fence_timeout_s": 120, "worker_failure_policy": "leave"},
     "journal": {"heartbeat_s": 5, "heartbeat_lapse_s": 60},
     "network": {
-        "farm_pool": "10.64.0.0/12", "farm_prefix": 24, "vlan_range": [100, 4000], "trunk_interface": None,
+        "farm_pool": "10.64.0.0/12", "farm_prefix": 24, "vlan_range": [100, 4000], "segments": "bridge",
+        "trunk_interface": None, "vxlan": {"vni_base": 100000, "port": 4789},
         "public": {"cidr": "198.51.100.0/24", "gateway": "198.51.100.1", "range": ["198.51.100.10", "198.51.100.250"],
                    "bridge": "ivpub0", "netns": "ivfarm-public", "dhcp_server": None},
         "dns_forwarders": ["198.51.100.1"],

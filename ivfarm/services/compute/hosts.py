@@ -1,6 +1,8 @@
 """Hypervisor registry: add, list, enable, disable, remove; capacity with overcommit ratios."""
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -38,6 +40,8 @@ class HostView:
     ssh_target: str | None = None
     cache_dir: str | None = None
     migration_uri: str | None = None
+    underlay_address: str | None = None
+    netns: str | None = None
 
 
 def get_host(session: Session, name: str) -> Host:
@@ -68,11 +72,15 @@ def add_host(
     ssh_target: str | None = None,
     cache_dir: str | None = None,
     migration_uri: str | None = None,
+    underlay_address: str | None = None,
+    netns: str | None = None,
 ) -> Host:
     """Register a hypervisor; its URI must answer (capacity is read from it unless given).
 
     ``ssh_target`` (user@host:port) and ``cache_dir`` give it an image cache; ``migration_uri`` is
-    how other hosts reach its libvirt for live migration when that differs from ``uri``.
+    how other hosts reach its libvirt for live migration when that differs from ``uri``;
+    ``underlay_address`` is its end of VXLAN farm segments (an IPv4 address of the host); ``netns`` a
+    network namespace of this machine holding the host's links (the multi-host test site).
     """
     if host_class not in HOST_CLASSES:
         raise InvalidInput(f"host class must be one of {', '.join(HOST_CLASSES)}, not {host_class!r}")
@@ -87,6 +95,13 @@ def add_host(
     if ssh_target is not None:
         with driver_calls():
             ssh_target = str(SshTarget.parse(ssh_target))
+    if underlay_address is not None:
+        try:
+            underlay_address = str(ipaddress.IPv4Address(underlay_address))
+        except ValueError:
+            raise InvalidInput(f"--underlay-address must be an IPv4 address, not {underlay_address!r}") from None
+    if netns is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", netns):
+        raise InvalidInput(f"invalid network namespace name {netns!r}")
     if cache_dir is not None and not cache_dir.startswith("/"):
         raise InvalidInput(f"--cache-dir must be an absolute path, not {cache_dir!r}")
     with cloud.store.read() as session:
@@ -94,6 +109,8 @@ def add_host(
             raise AlreadyExists(f"host {name!r} already exists")
         if session.scalar(select(Host).where(Host.uri == uri)):
             raise AlreadyExists(f"a host with URI {uri} is already registered")
+        if underlay_address and session.scalar(select(Host).where(Host.underlay_address == underlay_address)):
+            raise AlreadyExists(f"a host with underlay address {underlay_address} is already registered")
     info = cloud.hypervisor.probe(uri)  # raises HostUnreachable with a clear message
     host = Host(
         name=name,
@@ -107,6 +124,8 @@ def add_host(
         ssh_target=ssh_target,
         cache_dir=cache_dir,
         migration_uri=migration_uri,
+        underlay_address=underlay_address,
+        netns=netns,
     )
     with cloud.store.write() as session:
         session.add(host)
@@ -188,6 +207,7 @@ def list_hosts(cloud: CloudContext) -> list[HostView]:
                 schedulable_cpus=int(host.cpus * cpu_ratio), schedulable_memory_mb=int(host.memory_mb * mem_ratio),
                 used_cpus=used[0], used_memory_mb=used[1], used_disk_gb=used[2], instances=used[3],
                 ssh_target=host.ssh_target, cache_dir=host.cache_dir, migration_uri=host.migration_uri,
+                underlay_address=host.underlay_address, netns=host.netns,
             )
             for host, cpu_ratio, mem_ratio, used in _hosts_with_usage(cloud, session, by_name=True)
         ]
