@@ -3,7 +3,7 @@
 Each hypervisor ``<prefix>-h<i>`` is a network namespace with its own libvirtd and virtlogd (in a
 private mount namespace too, see ``second_libvirtd``), so its VMs' taps and its farm bridges live in
 that namespace. The hosts are joined by an underlay: a bridge ``ul0`` inside the namespace
-``<prefix>-ul``, one veth per host, host ``i`` at ``192.0.2.<10+i>/24`` (TEST-NET-1) on its end
+``<prefix>-ul``, one veth per host, host ``i`` at ``203.0.113.<10+i>/24`` (TEST-NET-3) on its end
 ``ul0``: addresses that exist inside these namespaces only. ``destroy`` removes every daemon,
 domain, namespace and file of the site; it works from the state file alone, in another process::
 
@@ -17,6 +17,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ if not __package__:  # run as a script by scripts/multihost-site.sh
 from tests.integration import second_libvirtd  # noqa: E402
 from tests.integration.second_libvirtd import SecondLibvirtd  # noqa: E402
 
-UNDERLAY_NET = "192.0.2"
+UNDERLAY_NET = "203.0.113"
 UNDERLAY_MTU = 1600  # room for the 50 bytes of VXLAN headers around a 1500-byte farm frame
 STATE_FILE = "site.json"
 
@@ -75,8 +76,9 @@ def _add_host_namespace(underlay_ns: str, name: str, index: int, address: str) -
     _ip("-n", name, "link", "set", "ul0", "up")
 
 
-def create(root: Path, prefix: str, count: int = 2) -> Site:
-    """Build a site of ``count`` hypervisors under ``root`` (which must not exist yet)."""
+def create(root: Path, prefix: str, count: int = 2, private_dirs: Sequence[Path] = ()) -> Site:
+    """Build a site of ``count`` hypervisors under ``root`` (which must not exist yet); each host has
+    its own copy of ``private_dirs`` (its local disks, seeds and console logs)."""
     if not 1 <= count <= 9 or len(prefix) > 12:
         raise ValueError("a site has 1-9 hosts and a prefix of at most 12 characters")
     root.mkdir(mode=0o755, parents=True)
@@ -92,7 +94,7 @@ def create(root: Path, prefix: str, count: int = 2) -> Site:
             daemon_root = root / f"h{index}"
             site.hosts.append(SiteHost(name, address, "", str(daemon_root)))
             _save(site)  # destroy finds the namespace even if the daemon does not come up
-            daemon = second_libvirtd.start(daemon_root, netns=name)
+            daemon = second_libvirtd.start(daemon_root, private_dirs, netns=name)
             site.hosts[-1] = SiteHost(name, address, daemon.uri, str(daemon_root))
             _save(site)
         return site
