@@ -7,7 +7,7 @@ that namespace. The hosts are joined by an underlay: a bridge ``ul0`` inside the
 ``ul0``: addresses that exist inside these namespaces only. ``destroy`` removes every daemon,
 domain, namespace and file of the site; it works from the state file alone, in another process::
 
-    python -m tests.integration.multihost_site create ROOT PREFIX [COUNT]
+    python -m tests.integration.multihost_site create ROOT PREFIX [COUNT [PRIVATE_DIR...]]
     python -m tests.integration.multihost_site destroy ROOT
 """
 from __future__ import annotations
@@ -139,7 +139,7 @@ def leftovers(prefix: str) -> list[str]:
 
 def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[0] == "create":
-        site = create(Path(argv[1]), argv[2], int(argv[3]) if len(argv) > 3 else 2)
+        site = create(Path(argv[1]), argv[2], int(argv[3]) if len(argv) > 3 else 2, [Path(p) for p in argv[4:]])
         for host in site.hosts:
             print(f"{host.name} underlay={host.underlay} uri={host.uri}")
         return 0

@@ -94,8 +94,8 @@ def _write_config(root: Path, port: int, tcp: bool) -> None:
     drivers = root / "drivers"
     drivers.mkdir()
     names = ["libvirt_driver_qemu.so", "libvirt_driver_storage.so"]
-    if not tcp:  # a hypervisor of the multi-host site: its VMs' ports are filtered in its own namespace
-        names.append("libvirt_driver_nwfilter.so")
+    if not tcp:  # a hypervisor of the multi-host site: its ports filtered, its bridges made in its namespace
+        names += ["libvirt_driver_nwfilter.so", "libvirt_driver_network.so"]
         shutil.copytree("/etc/libvirt/nwfilter", etc / "nwfilter")
     for name in names:
         (drivers / name).symlink_to(DRIVERS / name)

@@ -1,7 +1,8 @@
 """Farms spanning two hypervisors over VXLAN, with real VMs, on the namespaced multi-host site.
 
-Two hosts (each a network namespace with its own libvirtd, joined by an underlay bridge), farm
-routers (netns backend) on the first; farm alpha and farm beta each have a VM on each host. As a
+Three hosts (each a network namespace with its own libvirtd, joined by an underlay bridge): the
+farm routers (netns backend) on the third, a network host; farm alpha and farm beta each have a VM
+on each of the first two. As a
 user sees it: every VM gets its lease from its farm's router across the segment, the two VMs of a
 farm reach each other and the router, the other farm reaches neither, each host's forwarding
 database points exactly at the other host; after a VM of each farm moves (and after a host is
@@ -39,7 +40,7 @@ def site() -> Iterator[Site]:
     private = [state / "disks"]  # seeds and console logs: this machine's files (its URIs are local)
     for directory in private:
         directory.mkdir(mode=0o755, parents=True)
-    made = multihost_site.create(TEST_ROOT / f"vx{tag}-site", f"ivt{tag}", 2, private)
+    made = multihost_site.create(TEST_ROOT / f"vx{tag}-site", f"ivt{tag}", 3, private)
     yield made
     made.destroy()
     assert multihost_site.leftovers(made.prefix) == []
@@ -50,19 +51,19 @@ def cloud(site: Site, real_cloud_factory: Callable[..., Cloud]) -> Cloud:
     """A cloud whose hypervisors are the site's hosts (torn down before the site: fixture order)."""
     state = site.root.parent / site.root.name.removesuffix("-site")
     made = real_cloud_factory(router="netns", state_dir=str(state), network={"segments": "vxlan"},
-                              vrouter={"backend": "netns", "host_uri": site.hosts[0].uri})
+                              vrouter={"backend": "netns", "host_uri": site.hosts[2].uri})
     hosts.remove_host(made, "local")
-    for host in site.hosts:
-        hosts.add_host(made, host.name, host.uri, "worker", underlay_address=host.underlay, netns=host.name)
+    for host, host_class in zip(site.hosts, ("worker", "worker", "service"), strict=True):  # no worker VM on h3
+        hosts.add_host(made, host.name, host.uri, host_class, underlay_address=host.underlay, netns=host.name)
     return made
 
 
 def boot_on(cloud: Cloud, farm: Farm, name: str, host: SiteHost, site: Site) -> Instance:
-    for other in site.hosts:
+    for other in site.hosts[:2]:
         hosts.set_enabled(cloud, other.name, other is host)
     [instance] = instances.launch(cloud, LaunchRequest(image="guest", flavor="m1.tiny", farm_id=farm.id, name=name))
     provisioning.provision(cloud, instance.id)
-    for other in site.hosts:
+    for other in site.hosts[:2]:
         hosts.set_enabled(cloud, other.name, True)
     return instance
 
@@ -90,18 +91,19 @@ def reaches(vm: Instance, host: SiteHost, address: str) -> bool:
 
 
 def test_farms_span_two_hosts_over_vxlan_isolated_and_leave_nothing(site: Site, cloud: Cloud) -> None:
-    h1, h2 = site.hosts
+    h1, h2, h3 = site.hosts
     alpha = lifecycle.create_farm(cloud, lifecycle.FarmRequest(name="alpha"))
     beta = lifecycle.create_farm(cloud, lifecycle.FarmRequest(name="beta"))
     a1, a2 = boot_on(cloud, alpha, "a1", h1, site), boot_on(cloud, alpha, "a2", h2, site)
     b1, b2 = boot_on(cloud, beta, "b1", h1, site), boot_on(cloud, beta, "b2", h2, site)
-    for vm in (a1, a2, b1, b2):  # the VMs on h2 get their lease from the router on h1, across VXLAN
+    for vm in (a1, a2, b1, b2):  # every VM gets its lease from its router on h3, across VXLAN
         assert f"IVFARM-GUEST: ip={vm.ip}" in wait_for_console(cloud, vm.id, "IVFARM-GUEST: ready")
 
-    # each host forwards the farm's traffic to exactly the other host, the remote VM's MAC included
-    assert remote_fdb(h1, alpha.vlan) == {(FLOOD_MAC, h2.underlay), (a2.mac, h2.underlay)}
-    assert remote_fdb(h2, alpha.vlan) == {(FLOOD_MAC, h1.underlay), (a1.mac, h1.underlay)}
-    assert remote_fdb(h2, beta.vlan) == {(FLOOD_MAC, h1.underlay), (b1.mac, h1.underlay)}
+    # each host forwards the farm's traffic to exactly the other hosts of the farm, remote VMs' MACs included
+    assert remote_fdb(h1, alpha.vlan) == {(FLOOD_MAC, h2.underlay), (a2.mac, h2.underlay), (FLOOD_MAC, h3.underlay)}
+    assert remote_fdb(h2, alpha.vlan) == {(FLOOD_MAC, h1.underlay), (a1.mac, h1.underlay), (FLOOD_MAC, h3.underlay)}
+    assert remote_fdb(h3, beta.vlan) == {(FLOOD_MAC, h1.underlay), (b1.mac, h1.underlay),
+                                         (FLOOD_MAC, h2.underlay), (b2.mac, h2.underlay)}
 
     router_a, router_b = alpha.cidr.replace(".0/24", ".1"), beta.cidr.replace(".0/24", ".1")
     assert ping(a2, h2, a1.ip) and ping(a2, h2, router_a)
@@ -112,22 +114,26 @@ def test_farms_span_two_hosts_over_vxlan_isolated_and_leave_nothing(site: Site, 
     # a VM of each farm moves to the other host: the forwarding follows, the isolation holds
     assert migration.migrate(cloud, a2.id, h1.name).target == h1.name
     assert migration.migrate(cloud, b1.id, h2.name).target == h2.name
-    assert remote_fdb(h1, alpha.vlan) == set()  # alpha now lives on h1 only (its router too)
-    assert remote_fdb(h2, alpha.vlan) == set()
-    assert remote_fdb(h1, beta.vlan) == {(FLOOD_MAC, h2.underlay), (b1.mac, h2.underlay), (b2.mac, h2.underlay)}
+    assert remote_fdb(h1, alpha.vlan) == {(FLOOD_MAC, h3.underlay)}  # alpha's VMs are all on h1 now
+    assert remote_fdb(h3, alpha.vlan) == {(FLOOD_MAC, h1.underlay), (a1.mac, h1.underlay), (a2.mac, h1.underlay)}
+    assert f"{vxlan_name(alpha.vlan)}:" not in links(h2) or remote_fdb(h2, alpha.vlan) == set()
+    assert remote_fdb(h2, beta.vlan) == {(FLOOD_MAC, h3.underlay)}  # and beta's on h2
+    assert remote_fdb(h3, beta.vlan) == {(FLOOD_MAC, h2.underlay), (b1.mac, h2.underlay), (b2.mac, h2.underlay)}
+    assert f"{vxlan_name(beta.vlan)}:" not in links(h1) or remote_fdb(h1, beta.vlan) == set()
     assert reaches(a2, h1, a1.ip) and reaches(b1, h2, router_b)
     assert not ping(b1, h2, a2.ip)
 
     # draining h2 moves beta's VMs to h1: no host keeps an entry toward h2, and h2 none toward h1
     report = migration.drain(cloud, h2.name)
     assert sorted(m.instance_id for m in report.moved) == sorted([b1.id, b2.id]) and not report.failed
-    assert remote_fdb(h1, beta.vlan) == set()
+    assert remote_fdb(h1, beta.vlan) == {(FLOOD_MAC, h3.underlay)}
+    assert remote_fdb(h3, beta.vlan) == {(FLOOD_MAC, h1.underlay), (b1.mac, h1.underlay), (b2.mac, h1.underlay)}
     assert f"{vxlan_name(beta.vlan)}:" not in links(h2) or remote_fdb(h2, beta.vlan) == set()
     assert reaches(b2, h1, b1.ip) and reaches(b1, h1, b2.ip) and not ping(b2, h1, a1.ip)
 
     lifecycle.delete_farm(cloud, "alpha")
     lifecycle.delete_farm(cloud, "beta")
-    for host in (h1, h2):
+    for host in (h1, h2, h3):
         present = links(host)
         for vlan in (alpha.vlan, beta.vlan):
             assert f"{vxlan_name(vlan)}:" not in present and f"{bridge_name(vlan)}:" not in present
