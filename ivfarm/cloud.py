@@ -127,8 +127,11 @@ class Cloud:
             gluster = self.config.get("storage.service.gluster")
             return GlusterStorage(connect, gluster["volume"], gluster["hosts"], Path(gluster["mount"]),
                                   f"{self.cloud_id}-gluster", self.config.state_dir / "run")
+        if backend == "shared" and host_class == "service":
+            return Qcow2DirStorage(connect, Path(self.config.get("storage.service.shared.dir")),
+                                   f"{self.cloud_id}-shared", image_cache=self._image_cache, vouched_shared=True)
         raise ConfigError(f"unknown storage backend {backend!r} for {host_class} hosts "
-                          f"(worker: qcow2 or lvm; service: qcow2 or gluster)")
+                          f"(worker: qcow2 or lvm; service: qcow2, gluster or shared)")
 
     def _image_cache(self, uri: str, image: BaseImage) -> BaseImage:
         return ensure_cached(self, uri, image)

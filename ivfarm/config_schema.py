@@ -142,11 +142,19 @@ class Gluster(Section):
     mount: PathStr = "/var/lib/ivfarm/gluster"
 
 
+class SharedDir(Section):
+    dir: PathStr = "/var/lib/ivfarm/shared"  # mounted at this path on every service host (NFS...)
+
+
 class ServiceStorage(Section):
     # qcow2: local overlays (single host); gluster: overlays on a GlusterFS volume every service
-    # host mounts (netfs pool, fuse), base images copied onto it once: live migration, failover.
-    backend: Literal["qcow2", "gluster"] = "qcow2"
+    # host mounts (netfs pool, fuse), base images copied onto it once: live migration, failover;
+    # shared: overlays in a directory every service host already mounts at shared.dir (an NFS
+    # export, a cluster file system), on the hosts' images: live migration (the site vouches for
+    # the sharing: libvirt's own shared-storage check is skipped), failover.
+    backend: Literal["qcow2", "gluster", "shared"] = "qcow2"
     gluster: Gluster = Field(default_factory=Gluster)
+    shared: SharedDir = Field(default_factory=SharedDir)
 
 
 class Storage(Section):

@@ -12,7 +12,9 @@ remains, and after the site is destroyed no namespace of it.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -24,6 +26,8 @@ from ivfarm.cloud import Cloud
 from ivfarm.services.compute import hosts, instances, migration, provisioning
 from ivfarm.services.compute.instances import LaunchRequest
 from ivfarm.services.farms import lifecycle
+from ivfarm.services.tenancy import security_groups
+from ivfarm.services.tenancy.security_groups import GroupRef, Permission
 from ivfarm.store.models import Farm, Instance
 from tests.integration import multihost_site
 from tests.integration.conftest import TEST_ROOT, wait_for_console
@@ -137,3 +141,44 @@ def test_farms_span_two_hosts_over_vxlan_isolated_and_leave_nothing(site: Site, 
         present = links(host)
         for vlan in (alpha.vlan, beta.vlan):
             assert f"{vxlan_name(vlan)}:" not in present and f"{bridge_name(vlan)}:" not in present
+
+
+@pytest.fixture
+def service_cloud(site: Site, real_cloud_factory: Callable[..., Cloud]) -> Cloud:
+    """Service hosts h1 and h2 on a disks directory both see (live migration); routers on h3."""
+    state = site.root.parent / site.root.name.removesuffix("-site")
+    made = real_cloud_factory(router="netns", state_dir=str(state), network={"segments": "vxlan"},
+                              vrouter={"backend": "netns", "host_uri": site.hosts[2].uri},
+                              storage={"service": {"backend": "shared", "shared": {"dir": str(state / "shared")}}})
+    hosts.remove_host(made, "local")
+    for host, host_class in zip(site.hosts, ("service", "service", "worker"), strict=True):  # no service VM on h3
+        hosts.add_host(made, host.name, host.uri, host_class, underlay_address=host.underlay, netns=host.name)
+    return made
+
+
+def test_a_service_vm_moves_live_keeping_its_address_and_the_fdb_follows(site: Site, service_cloud: Cloud) -> None:
+    cloud, (h1, h2, h3) = service_cloud, site.hosts
+    farm = lifecycle.create_farm(cloud, lifecycle.FarmRequest(name="gamma"))
+    security_groups.authorize(cloud, farm.id, GroupRef(name="default"), False, [Permission("icmp", -1, -1, "0.0.0.0/0")])
+    hosts.set_enabled(cloud, h2.name, False)
+    [vm] = instances.launch(cloud, LaunchRequest(image="guest", flavor="m1.tiny", farm_id=farm.id, name="s1",
+                                                 host_class="service"))
+    provisioning.provision(cloud, vm.id)
+    hosts.set_enabled(cloud, h2.name, True)
+    assert f"IVFARM-GUEST: ip={vm.ip}" in wait_for_console(cloud, vm.id, "IVFARM-GUEST: ready")
+    assert remote_fdb(h3, farm.vlan) == {(FLOOD_MAC, h1.underlay), (vm.mac, h1.underlay)}
+
+    # the router on h3 pings the VM through the move, five times a second
+    pinger = subprocess.Popen(["ip", "netns", "exec", f"ivfarm-r{farm.vlan}", "busybox", "ping", "-i", "0.2",
+                               "-w", "25", vm.ip], stdout=subprocess.PIPE, text=True)
+    time.sleep(3)
+    result = migration.migrate(cloud, vm.id, h2.name)
+    out, _ = pinger.communicate(timeout=60)
+    assert (result.mode, result.target) == ("live", h2.name)
+    sent, received = (int(n) for n in re.findall(r"(\d+) packets transmitted, (\d+) packets received", out)[0])
+    assert sent - received <= 10, out  # at most two seconds of replies lost
+    assert remote_fdb(h3, farm.vlan) == {(FLOOD_MAC, h2.underlay), (vm.mac, h2.underlay)}
+    assert f"{vxlan_name(farm.vlan)}:" not in links(h1) or remote_fdb(h1, farm.vlan) == set()
+    with cloud.store.read() as session:
+        assert session.get_one(Instance, vm.id).ip == vm.ip
+    assert ping(vm, h2, farm.cidr.replace(".0/24", ".1"))

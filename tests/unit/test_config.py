@@ -69,7 +69,8 @@ OLD_DEFAULTS = {  # the tree before the schema existed: the schema's defaults mu
     "scheduler": {"worker_policy": "pack", "service_policy": "stripe"},
     "storage": {
         "worker": {"backend": "qcow2", "lvm": {"volume_group": "ivfarm", "devices": []}},
-        "service": {"backend": "qcow2", "gluster": {"volume": "ivfarm", "hosts": [], "mount": "/var/lib/ivfarm/gluster"}},
+        "service": {"backend": "qcow2", "gluster": {"volume": "ivfarm", "hosts": [], "mount": "/var/lib/ivfarm/gluster"},
+                    "shared": {"dir": "/var/lib/ivfarm/shared"}},
     },
     "image_cache": {
         "dir": "/var/lib/ivfarm/cache", "fanout": 1, "attempts": 3, "ssh_key": None,
@@ -147,7 +148,7 @@ def test_an_unknown_key_is_an_error_naming_its_path_and_file(tmp_path: Path, tex
     ("hypervisor:\n  domain_type: xen\n", "hypervisor.domain_type: expected one of qemu, kvm, got 'xen'"),
     ("scheduler:\n  worker_policy: spread\n", "scheduler.worker_policy: expected one of pack, stripe, got 'spread'"),
     ("storage:\n  worker: {backend: gluster}\n", "storage.worker.backend: expected one of qcow2, lvm, got 'gluster'"),
-    ("storage:\n  service: {backend: lvm}\n", "storage.service.backend: expected one of qcow2, gluster, got 'lvm'"),
+    ("storage:\n  service: {backend: lvm}\n", "storage.service.backend: expected one of qcow2, gluster, shared, got 'lvm'"),
     ("vrouter:\n  backend: vyos\n", "vrouter.backend: expected one of netns, openwrt, none, got 'vyos'"),
     ("hosts:\n  worker_failure_policy: retry\n",
      "hosts.worker_failure_policy: expected one of recreate, leave, got 'retry'"),

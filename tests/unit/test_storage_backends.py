@@ -53,7 +53,7 @@ def test_backends_are_chosen_by_class_from_the_configuration(cloud_factory: Call
 
 
 @pytest.mark.parametrize("storage,match", [
-    ({"service": {"backend": "lvm"}}, "storage.service.backend: expected one of qcow2, gluster, got 'lvm'"),
+    ({"service": {"backend": "lvm"}}, "storage.service.backend: expected one of qcow2, gluster, shared, got 'lvm'"),
     ({"worker": {"backend": "gluster"}}, "storage.worker.backend: expected one of qcow2, lvm, got 'gluster'"),
 ])
 def test_wrong_backends_are_refused_with_the_configuration(cloud_factory: Callable[..., Cloud], storage,  # type: ignore[no-untyped-def]

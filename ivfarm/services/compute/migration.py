@@ -131,7 +131,8 @@ def _live(cloud: CloudContext, move: Move) -> None:
         storage.disk(move.target_uri, disk_names(move.instance_id)[0])  # the shared volume is mounted there
         provisioning.prepare_host(cloud, move.instance_id)
         _carry_console(cloud, move)
-        cloud.hypervisor.migrate(move.source_uri, name, move.target_peer_uri, live=True)
+        cloud.hypervisor.migrate(move.source_uri, name, move.target_peer_uri, live=True,
+                                 vouched_shared=storage.vouched_shared)
     except Exception:
         try:
             landed = cloud.hypervisor.status(move.target_uri, name)
