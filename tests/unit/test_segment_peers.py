@@ -68,3 +68,8 @@ def test_carriers_are_the_hosts_of_the_farms_live_vms_with_their_macs(
     assert found == sorted([Carrier(uris["wn1"], "203.0.113.1", (vms[0].mac,)),
                             Carrier(uris["wn2"], "203.0.113.2", tuple(sorted([vms[1].mac, vms[2].mac])))],
                            key=lambda c: c.uri)
+    with cloud.store.write() as session:  # wn2 stops answering: it is neither set up nor a peer any more
+        session.query(Host).filter_by(name="wn2").one().status = "unreachable"
+    with cloud.store.read() as session:
+        assert carriers(cloud, session, session.get_one(Farm, farm.id)) == [
+            Carrier(uris["wn1"], "203.0.113.1", (vms[0].mac,))]

@@ -1,7 +1,8 @@
 """Which hosts carry a farm's segment, and each one's forwarding toward the others (VXLAN FDB).
 
 A host carries a farm while it runs (or holds) one of the farm's live instances, or is the router
-host (``vrouter.host_uri``) of a farm with a router. ``sync_segment`` reads that from the store and
+host (``vrouter.host_uri``) of a farm with a router, and answers (status ``up``: the VMs of an
+unreachable or fenced host are down, and failover rebuilds them elsewhere). ``sync_segment`` reads that from the store and
 gives every carrying host exactly its peers (underlay address -> MACs of the farm's VMs there);
 a registered host that no longer carries the farm but still has its segment is left with no remote
 entries. Idempotent: the provisioner, migration, failover and drain call it after each change.
@@ -76,12 +77,14 @@ def carriers(cloud: CloudContext, session: Session, farm: Farm) -> list[Carrier]
         .order_by(Instance.mac)
     ):
         macs.setdefault(host_id or 0, []).extend([mac] if mac else [])
-    hosts = {h.id: h for h in session.scalars(select(Host).where(Host.id.in_(macs)))} if macs else {}
+    # a host that does not answer (unreachable, fenced) is neither set up nor a peer: its VMs are down
+    hosts = {h.id: h for h in session.scalars(select(Host).where(Host.id.in_(macs), Host.status == "up"))} \
+        if macs else {}
     found = {h.uri: Carrier(h.uri, h.underlay_address, tuple(macs[h.id])) for h in hosts.values()}
     if farm.router_backend != "none":
         router_uri = str(cloud.config.get("vrouter.host_uri"))
         router_host = session.scalar(select(Host).where(Host.uri == router_uri))
-        if router_uri not in found:
+        if router_uri not in found and (router_host is None or router_host.status == "up"):
             found[router_uri] = Carrier(router_uri, router_host.underlay_address if router_host else None, ())
     return sorted(found.values(), key=lambda c: c.uri)
 
