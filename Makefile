@@ -17,7 +17,7 @@ APT_PACKAGES := libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qem
 
 JS_DIR := tests/e2e/js
 
-.PHONY: demo test deps venv services guest js clean-demo lint bench migration
+.PHONY: demo demo-multi test deps venv services guest js clean-demo clean-demo-multi lint bench migration
 
 demo: deps venv services guest
 	scripts/demo.sh
@@ -71,3 +71,10 @@ bench: venv
 
 clean-demo:
 	scripts/demo.sh --clean
+
+# A farm over VXLAN across a three-host site of namespaced libvirtds on this machine (docs/multihost.md)
+demo-multi: deps venv services guest
+	scripts/demo-multi.sh
+
+clean-demo-multi:
+	scripts/demo-multi.sh --clean

@@ -6,12 +6,16 @@ command line, the EC2 server and tests build one.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+
+import libvirt
 
 from drivers.hypervisor.base import Hypervisor
 from drivers.hypervisor.libvirt_driver import LibvirtHypervisor
 from drivers.network.base import FarmSegments
 from drivers.network.libvirt_bridge import LibvirtBridgeSegments
+from drivers.network.vxlan import VxlanSegments
 from drivers.storage.base import BaseImage, Storage
 from drivers.storage.files import HostFiles
 from drivers.storage.gluster import GlusterStorage
@@ -21,6 +25,7 @@ from ivfarm.config import Config
 from ivfarm.errors import ConfigError
 from ivfarm.services.images.image_sync import ensure_cached
 from ivfarm.services.network.router_vm import openwrt_backend
+from ivfarm.services.network.segment_peers import host_link, host_netns
 from ivfarm.services.runtime.driver_errors import driver_calls, translated
 from ivfarm.store import Store
 from ivfarm.store.sealing import Sealer
@@ -50,7 +55,7 @@ class Cloud:
         self.cloud_id = str(config.get("cloud_id"))
         self.seeds = translated(HostFiles(connect, state / "seeds", f"{self.cloud_id}-seeds"))
         self.consoles = translated(HostFiles(connect, state / "console", f"{self.cloud_id}-console"))
-        self.segments: FarmSegments = translated(LibvirtBridgeSegments(connect, config.get("network.trunk_interface")))
+        self.segments: FarmSegments = translated(self._make_segments(connect))
         self.public_segment = self._make_public_segment()
         self._connect = connect
         self._storage: dict[str, Storage] = {}
@@ -85,6 +90,12 @@ class Cloud:
             self._routers[name] = self._make_router_backend(name)
         return self._routers[name]
 
+    def _make_segments(self, connect: Callable[[str], libvirt.virConnect]) -> FarmSegments:
+        if self.config.get("network.segments") == "vxlan":
+            vxlan = self.config.get("network.vxlan")
+            return VxlanSegments(lambda uri: host_link(self.store, uri), vxlan["vni_base"], vxlan["port"])
+        return LibvirtBridgeSegments(connect, self.config.get("network.trunk_interface"))
+
     def _make_public_segment(self) -> PublicSegment:
         public = self.config.get("network.public")
         try:
@@ -98,7 +109,8 @@ class Cloud:
             return None
         if name == "netns":
             return NetnsRouter(self.public_segment, self.config.state_dir / "run" / "routers",
-                               self.config.state_dir / "dhcp")
+                               self.config.state_dir / "dhcp",
+                               segment_netns=host_netns(self.store, str(self.config.get("vrouter.host_uri"))))
         if name == "openwrt":
             return openwrt_backend(self)
         raise ConfigError(f"unknown virtual router backend {name!r} (use {', '.join(ROUTER_BACKENDS)})")
@@ -117,8 +129,11 @@ class Cloud:
             gluster = self.config.get("storage.service.gluster")
             return GlusterStorage(connect, gluster["volume"], gluster["hosts"], Path(gluster["mount"]),
                                   f"{self.cloud_id}-gluster", self.config.state_dir / "run")
+        if backend == "shared" and host_class == "service":
+            return Qcow2DirStorage(connect, Path(self.config.get("storage.service.shared.dir")),
+                                   f"{self.cloud_id}-shared", image_cache=self._image_cache, vouched_shared=True)
         raise ConfigError(f"unknown storage backend {backend!r} for {host_class} hosts "
-                          f"(worker: qcow2 or lvm; service: qcow2 or gluster)")
+                          f"(worker: qcow2 or lvm; service: qcow2, gluster or shared)")
 
     def _image_cache(self, uri: str, image: BaseImage) -> BaseImage:
         return ensure_cached(self, uri, image)

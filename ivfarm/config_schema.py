@@ -142,11 +142,19 @@ class Gluster(Section):
     mount: PathStr = "/var/lib/ivfarm/gluster"
 
 
+class SharedDir(Section):
+    dir: PathStr = "/var/lib/ivfarm/shared"  # mounted at this path on every service host (NFS...)
+
+
 class ServiceStorage(Section):
     # qcow2: local overlays (single host); gluster: overlays on a GlusterFS volume every service
-    # host mounts (netfs pool, fuse), base images copied onto it once: live migration, failover.
-    backend: Literal["qcow2", "gluster"] = "qcow2"
+    # host mounts (netfs pool, fuse), base images copied onto it once: live migration, failover;
+    # shared: overlays in a directory every service host already mounts at shared.dir (an NFS
+    # export, a cluster file system), on the hosts' images: live migration (the site vouches for
+    # the sharing: libvirt's own shared-storage check is skipped), failover.
+    backend: Literal["qcow2", "gluster", "shared"] = "qcow2"
     gluster: Gluster = Field(default_factory=Gluster)
+    shared: SharedDir = Field(default_factory=SharedDir)
 
 
 class Storage(Section):
@@ -211,11 +219,23 @@ class Public(Section):
         return self
 
 
+class Vxlan(Section):
+    """VXLAN farm segments: VNI = vni_base + the farm's VLAN id, UDP port ``port`` between hosts'
+    underlay addresses (``host add --underlay-address``)."""
+
+    vni_base: Annotated[int, Field(ge=0, le=2**24 - 4096)] = 100000
+    port: Annotated[int, Field(ge=1, le=65535)] = 4789
+
+
 class Network(Section):
     farm_pool: Ipv4Network = "10.64.0.0/12"
     farm_prefix: Annotated[int, Field(ge=8, le=29)] = 24
     vlan_range: Annotated[list[VlanId], Field(min_length=2, max_length=2)] = [100, 4000]
+    # bridge: a libvirt bridge per farm and host, spanning hosts as 802.1Q on trunk_interface when set;
+    # vxlan: a bridge per farm and host joined by one VNI with a static FDB (network.vxlan)
+    segments: Literal["bridge", "vxlan"] = "bridge"
     trunk_interface: Name | None = None
+    vxlan: Vxlan = Field(default_factory=Vxlan)
     public: Public = Field(default_factory=Public)
     dns_forwarders: list[IpAddress] = ["198.51.100.1"]
     egress_deny: list[Ipv4Network] = []  # site networks (management, storage) farm traffic never reaches

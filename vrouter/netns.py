@@ -76,11 +76,13 @@ class NetnsRouter(RouterBackend):
         gratuitous_arp: bool = True,
         metadata_user: str = "nobody",
         dnsmasq_user: str = "dnsmasq",
+        segment_netns: str | None = None,
     ) -> None:
         """``run_dir`` holds each router's private files (root only); ``dhcp_dir`` each router's
         DHCP hosts file, in a directory of ``dnsmasq_user``'s (every parent of it must be
         traversable by that user)."""
         self.public = public
+        self.segment_netns = segment_netns  # where the farm bridges live (None: this host's namespace)
         self.metadata_user = metadata_user
         self.dnsmasq_user = dnsmasq_user
         self.run_dir = Path(run_dir)
@@ -101,7 +103,7 @@ class NetnsRouter(RouterBackend):
             if self._dir(spec.key).exists():
                 # remnant of a router whose namespace is gone (reboot, crash): clear it first
                 self._destroy(spec.key)
-            if not Path("/sys/class/net", spec.lan_bridge, "bridge").exists():
+            if not _sh.link_exists(spec.lan_bridge, self.segment_netns):
                 raise RouterError(
                     f"router {spec.key}: LAN bridge {spec.lan_bridge} does not exist "
                     "(create the farm segment first)"
@@ -207,8 +209,12 @@ class NetnsRouter(RouterBackend):
             f"link add {lveth} type veth peer name {LAN_IF} netns {ns}",
             f"link add {wveth} type veth peer name {WAN_IF} netns {ns}",
         ])
-        _sh.host_sysctl_disable_ipv6(lveth)
-        _sh.ip_batch([f"link set {lveth} master {spec.lan_bridge} up"])
+        if self.segment_netns:  # the LAN veth joins the farm bridge inside the router host's namespace
+            _sh.ip_batch([f"link set {lveth} netns {self.segment_netns}"])
+            _sh.run(_sh.ns_exec(self.segment_netns, ["sysctl", "-q", "-w", f"net.ipv6.conf.{lveth}.disable_ipv6=1"]))
+        else:
+            _sh.host_sysctl_disable_ipv6(lveth)
+        _sh.ip_batch([f"link set {lveth} master {spec.lan_bridge} up"], self.segment_netns)
         self.public.attach(wveth)
         onlink = " onlink" if spec.wan_prefix >= 31 else ""
         _sh.ip_batch([
@@ -345,7 +351,7 @@ class NetnsRouter(RouterBackend):
             self._stop_dnsmasq(key)
             _sh.stop_daemon(self._metadata_pid_path(key))
         _sh.netns_delete(ns)  # kills anything left inside; its veth ends take their peers along
-        _sh.link_delete(lan_veth(key))
+        _sh.link_delete(lan_veth(key), self.segment_netns)
         _sh.link_delete(wan_veth(key))
         self.public.detach(wan_veth(key))
         shutil.rmtree(self._dir(key), ignore_errors=True)
@@ -356,7 +362,7 @@ class NetnsRouter(RouterBackend):
                 what
                 for what, present in (
                     (f"namespace {ns}", _sh.netns_exists(ns)),
-                    (f"link {lan_veth(key)}", _sh.link_exists(lan_veth(key))),
+                    (f"link {lan_veth(key)}", _sh.link_exists(lan_veth(key), self.segment_netns)),
                     (f"directory {self._dir(key)}", self._dir(key).exists()),
                     (f"directory {self._hosts_dir(key)}", self._hosts_dir(key).exists()),
                 )

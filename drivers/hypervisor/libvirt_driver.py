@@ -240,7 +240,7 @@ class LibvirtHypervisor(Hypervisor):
         except libvirt.libvirtError as exc:
             raise HypervisorError(f"cannot remove nwfilter {name} on {uri}: {exc.get_error_message()}") from exc
 
-    def migrate(self, uri: str, name: str, dest_uri: str, live: bool) -> None:
+    def migrate(self, uri: str, name: str, dest_uri: str, live: bool, vouched_shared: bool = False) -> None:
         dom = self._domain(uri, name)
         flags = (
             libvirt.VIR_MIGRATE_PEER2PEER
@@ -248,6 +248,8 @@ class LibvirtHypervisor(Hypervisor):
             | libvirt.VIR_MIGRATE_PERSIST_DEST
             | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
         )
+        if vouched_shared:
+            flags |= libvirt.VIR_MIGRATE_UNSAFE
         if live:
             flags |= libvirt.VIR_MIGRATE_LIVE
         else:

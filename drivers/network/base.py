@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping, Sequence
 
 
 def bridge_name(vlan: int) -> str:
@@ -23,3 +24,9 @@ class FarmSegments(abc.ABC):
     @abc.abstractmethod
     def list_vlans(self, uri: str) -> list[int]:
         """VLAN ids of every farm segment present on the host (for reconcile)."""
+
+    @abc.abstractmethod
+    def set_peers(self, uri: str, vlan: int, peers: Mapping[str, Sequence[str]]) -> None:
+        """Point the host's segment at exactly the other hosts that carry the farm: ``peers`` maps
+        each one's underlay address to the MACs of the farm's VMs there (idempotent; ``{}`` leaves
+        the segment with no remote entries). Backends whose segments learn (802.1Q) do nothing."""

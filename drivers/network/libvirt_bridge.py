@@ -10,7 +10,7 @@ import re
 import subprocess
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import libvirt
 
@@ -103,6 +103,9 @@ class LibvirtBridgeSegments(FarmSegments):
             raise NetworkError(f"cannot remove farm network on {uri}: {exc.get_error_message()}") from exc
         if self.trunk and uri_is_local(uri) and not uri.startswith("test:"):
             _ip("link", "del", f"{self.trunk}.{vlan}")
+
+    def set_peers(self, uri: str, vlan: int, peers: Mapping[str, Sequence[str]]) -> None:
+        """Nothing to do: a bridge on one host, or an 802.1Q trunk, whose switches learn."""
 
     def list_vlans(self, uri: str) -> list[int]:
         try:

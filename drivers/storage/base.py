@@ -49,6 +49,9 @@ class Storage(abc.ABC):
 
     name: str = "abstract"
     shared: bool = False  # True when every host of the class sees the same disks (live migration)
+    # shared on the site's word: a file system libvirt cannot recognise as shared (its own check
+    # refuses the live migration, so the migration is told the disks are safe)
+    vouched_shared: bool = False
     backing_files: bool = False  # True when disks name their base image's path (copy-on-write overlays)
 
     def prepare_image(self, uri: str, image: BaseImage) -> BaseImage:

@@ -31,11 +31,12 @@ class Qcow2DirStorage(Storage):
     backing_files = True
 
     def __init__(self, connect: Connect, directory: Path, pool_name: str, shared: bool = False,
-                 image_cache: ImageCache | None = None) -> None:
+                 image_cache: ImageCache | None = None, vouched_shared: bool = False) -> None:
         self._connect = connect
         self.directory = directory
         self.pool_name = pool_name
-        self.shared = shared
+        self.shared = shared or vouched_shared
+        self.vouched_shared = vouched_shared
         self._image_cache = image_cache
 
     def pool_definition(self) -> str:

@@ -39,14 +39,19 @@ def host() -> None:
 @click.option("--cache-dir", help="Image cache directory on the host (default: image_cache.dir of the config).")
 @click.option("--migration-uri", help="libvirt URI other hosts use to reach this one (default: --uri).")
 @click.option("--hs06-per-core", type=float, help="HEP-SPEC06 rating of one core (Machine Features hs06 = this x vCPUs).")
+@click.option("--underlay-address", help="The host's IPv4 address where VXLAN farm segments end "
+              "(network.segments: vxlan).")
+@click.option("--netns", help="Network namespace of this machine that holds the host's links "
+              "(the multi-host test site); network commands run inside it.")
 @pass_cloud
 def add(cloud: Cloud, name: str, uri: str, host_class: str, cpus: int | None, memory_mb: int | None,
         disk_gb: int | None, cpu_ratio: float | None, memory_ratio: float | None, ssh_target: str | None,
-        cache_dir: str | None, migration_uri: str | None, hs06_per_core: float | None) -> None:
+        cache_dir: str | None, migration_uri: str | None, hs06_per_core: float | None,
+        underlay_address: str | None, netns: str | None) -> None:
     """Register hypervisor NAME reachable at --uri."""
     created = hosts.add_host(cloud, name, uri, host_class, cpus, memory_mb, disk_gb, cpu_ratio, memory_ratio,
                              ssh_target=ssh_target, cache_dir=cache_dir, migration_uri=migration_uri,
-                             hs06_per_core=hs06_per_core)
+                             hs06_per_core=hs06_per_core, underlay_address=underlay_address, netns=netns)
     click.echo(f"host {created.name} added ({created.host_class}, {created.cpus} vCPUs, {created.memory_mb} MB)")
 
 

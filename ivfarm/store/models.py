@@ -59,6 +59,10 @@ class Host(Base):
     cache_dir: Mapped[str | None] = mapped_column(String(1024), nullable=True)  # None: image_cache.dir
     migration_uri: Mapped[str | None] = mapped_column(String(512), nullable=True)  # as peers reach it; None: uri
     hs06_per_core: Mapped[float | None] = mapped_column(Float, nullable=True)  # HEP-SPEC06 per core; None: unrated
+    # VTEP address of VXLAN farm segments on this host; None: the host carries no VXLAN segment
+    underlay_address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # network namespace of this machine where the host's links live (multi-host test site); None: its own
+    netns: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     instances: Mapped[list[Instance]] = relationship(back_populates="host")

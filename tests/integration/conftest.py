@@ -100,8 +100,8 @@ def real_cloud_factory(guest_dir: Path) -> Iterator[Callable[..., Cloud]]:
                 "public": {"bridge": f"ivp{tag}", "netns": f"ivt-pub-{tag}"},
             },
         }
-        for key, value in overrides.items():
-            data[key] = value
+        for key, value in overrides.items():  # a section's keys merge into the defaults above
+            data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value
         cloud = Cloud(build_config(data))
         cloud.prepare_state_dir()
         cloud.store.upgrade_schema()

@@ -77,13 +77,14 @@ class SerialConsole:
 
 
 
-def guest_exec(instance_id: str, command: str, timeout_s: float = 60.0) -> tuple[int, str]:
-    """Run ``command`` in the guest's shell on ttyS0; returns (exit status, output)."""
+def guest_exec(instance_id: str, command: str, timeout_s: float = 60.0, uri: str = "qemu:///system") -> tuple[int, str]:
+    """Run ``command`` in the guest's shell on ttyS0 (a guest of the hypervisor at ``uri``); returns
+    (exit status, output)."""
     token = uuid.uuid4().hex[:10]
     # the markers are computed by the guest, so the echoed command line (which the console wraps
     # at 80 columns, possibly inside a marker) never matches them
     line = f"echo BEGIN$((40+2))-{token}; {command}; rc=$?; echo END-{token}; echo \"RC$((40+2))-{token}:$rc\""
-    conn = libvirt.open("qemu:///system")
+    conn = libvirt.open(uri)
     console = SerialConsole(conn, conn.lookupByName(domain_name(instance_id)))
     resend = _every(20.0, lambda: console.send(line))  # again if the shell was not reading yet
 

@@ -76,13 +76,14 @@ def fence(root: Path) -> int:
     return len(pids)
 
 
-def _write_config(root: Path, port: int) -> None:
+def _write_config(root: Path, port: int, tcp: bool) -> None:
     etc = root / "etc"
     etc.mkdir(parents=True)
+    listen = (f'listen_tcp = 1\nlisten_addr = "{ADDRESS}"\ntcp_port = "{port}"\nauth_tcp = "none"\n' if tcp
+              else "listen_tcp = 0\n")
     (etc / "libvirtd.conf").write_text(
         f'unix_sock_dir = "{root / "sock"}"\nauth_unix_rw = "none"\nauth_unix_ro = "none"\n'
-        f'host_uuid = "{uuid.uuid4()}"\nlisten_tls = 0\nlisten_tcp = 1\nlisten_addr = "{ADDRESS}"\n'
-        f'tcp_port = "{port}"\nauth_tcp = "none"\n'
+        f'host_uuid = "{uuid.uuid4()}"\nlisten_tls = 0\n{listen}'
     )
     (etc / "qemu.conf").write_text(
         # namespaces = [ ]: its QEMU processes stay in the daemon's mount namespace, so fence() finds them
@@ -92,7 +93,11 @@ def _write_config(root: Path, port: int) -> None:
     (etc / "virtlogd.conf").write_text("")
     drivers = root / "drivers"
     drivers.mkdir()
-    for name in ("libvirt_driver_qemu.so", "libvirt_driver_storage.so"):
+    names = ["libvirt_driver_qemu.so", "libvirt_driver_storage.so"]
+    if not tcp:  # a hypervisor of the multi-host site: its ports filtered, its bridges made in its namespace
+        names += ["libvirt_driver_nwfilter.so", "libvirt_driver_network.so"]
+        shutil.copytree("/etc/libvirt/nwfilter", etc / "nwfilter")
+    for name in names:
         (drivers / name).symlink_to(DRIVERS / name)
 
 
@@ -157,11 +162,12 @@ def _open_error(uri: str) -> str:
         return str(exc)
 
 
-def start(root: Path, private_dirs: Sequence[Path] = ()) -> SecondLibvirtd:
-    """Start a second libvirtd under ``root`` (which must not exist yet)."""
+def start(root: Path, private_dirs: Sequence[Path] = (), netns: str | None = None) -> SecondLibvirtd:
+    """Start a second libvirtd under ``root`` (which must not exist yet); inside network namespace
+    ``netns`` when given (reached through its unix socket only, with nwfilter), else on TCP."""
     first = _system_libvirtd_pid()
     port = _free_port()
-    _write_config(root, port)
+    _write_config(root, port, tcp=netns is None)
     for sub in ("lib", "cache", "log", "run", "sock", "private"):
         (root / sub).mkdir(mode=0o755)
     shutil.copytree("/var/cache/libvirt/qemu", root / "cache" / "qemu", dirs_exist_ok=True)
@@ -175,13 +181,15 @@ def start(root: Path, private_dirs: Sequence[Path] = ()) -> SecondLibvirtd:
         "mount -t tmpfs -o mode=0755 tmpfs /run/libvirt\n"
         f"readlink /proc/self/ns/mnt > '{root / 'mntns'}'\n"
         f"virtlogd -d -p '{root / 'run' / 'virtlogd.pid'}'\n"
-        f"LIBVIRT_DRIVER_DIR='{root / 'drivers'}' libvirtd -d -l -p '{root / 'run' / 'libvirtd.pid'}' "
-        f"-f /etc/libvirt/libvirtd.conf\n"
+        f"LIBVIRT_DRIVER_DIR='{root / 'drivers'}' libvirtd -d {'' if netns else '-l '}"
+        f"-p '{root / 'run' / 'libvirtd.pid'}' -f /etc/libvirt/libvirtd.conf\n"
     )
-    daemon = SecondLibvirtd(root, f"qemu+tcp://{ADDRESS}:{port}/system",
-                            f"qemu+unix:///system?socket=/proc/{first}/root/run/libvirt/libvirt-sock")
+    uri = f"qemu+unix:///system?socket={root / 'sock' / 'libvirt-sock'}" if netns else \
+        f"qemu+tcp://{ADDRESS}:{port}/system"
+    daemon = SecondLibvirtd(root, uri, f"qemu+unix:///system?socket=/proc/{first}/root/run/libvirt/libvirt-sock")
+    enter = ["ip", "netns", "exec", netns] if netns else []
     try:
-        subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script], check=True,
+        subprocess.run([*enter, "unshare", "-m", "--propagation", "private", "sh", "-c", script], check=True,
                        capture_output=True, text=True)
         poll_until(lambda: not _open_error(daemon.uri), 30, 0.2, error=RuntimeError,
                    message=lambda: f"the second libvirtd at {daemon.uri} did not answer: {_open_error(daemon.uri)}")

@@ -69,7 +69,8 @@ OLD_DEFAULTS = {  # the tree before the schema existed: the schema's defaults mu
     "scheduler": {"worker_policy": "pack", "service_policy": "stripe"},
     "storage": {
         "worker": {"backend": "qcow2", "lvm": {"volume_group": "ivfarm", "devices": []}},
-        "service": {"backend": "qcow2", "gluster": {"volume": "ivfarm", "hosts": [], "mount": "/var/lib/ivfarm/gluster"}},
+        "service": {"backend": "qcow2", "gluster": {"volume": "ivfarm", "hosts": [], "mount": "/var/lib/ivfarm/gluster"},
+                    "shared": {"dir": "/var/lib/ivfarm/shared"}},
     },
     "image_cache": {
         "dir": "/var/lib/ivfarm/cache", "fanout": 1, "attempts": 3, "ssh_key": None,
@@ -80,7 +81,8 @@ OLD_DEFAULTS = {  # the tree before the schema existed: the schema's defaults mu
               "drain_worker_policy": "terminate"},
     "journal": {"heartbeat_s": 5, "heartbeat_lapse_s": 60},
     "network": {
-        "farm_pool": "10.64.0.0/12", "farm_prefix": 24, "vlan_range": [100, 4000], "trunk_interface": None,
+        "farm_pool": "10.64.0.0/12", "farm_prefix": 24, "vlan_range": [100, 4000], "segments": "bridge",
+        "trunk_interface": None, "vxlan": {"vni_base": 100000, "port": 4789},
         "public": {"cidr": "198.51.100.0/24", "gateway": "198.51.100.1", "range": ["198.51.100.10", "198.51.100.250"],
                    "bridge": "ivpub0", "netns": "ivfarm-public", "dhcp_server": None},
         "dns_forwarders": ["198.51.100.1"], "egress_deny": [],
@@ -150,7 +152,7 @@ def test_an_unknown_key_is_an_error_naming_its_path_and_file(tmp_path: Path, tex
     ("hypervisor:\n  domain_type: xen\n", "hypervisor.domain_type: expected one of qemu, kvm, got 'xen'"),
     ("scheduler:\n  worker_policy: spread\n", "scheduler.worker_policy: expected one of pack, stripe, got 'spread'"),
     ("storage:\n  worker: {backend: gluster}\n", "storage.worker.backend: expected one of qcow2, lvm, got 'gluster'"),
-    ("storage:\n  service: {backend: lvm}\n", "storage.service.backend: expected one of qcow2, gluster, got 'lvm'"),
+    ("storage:\n  service: {backend: lvm}\n", "storage.service.backend: expected one of qcow2, gluster, shared, got 'lvm'"),
     ("vrouter:\n  backend: vyos\n", "vrouter.backend: expected one of netns, openwrt, none, got 'vyos'"),
     ("hosts:\n  worker_failure_policy: retry\n",
      "hosts.worker_failure_policy: expected one of recreate, leave, got 'retry'"),

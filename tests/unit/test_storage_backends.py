@@ -52,8 +52,16 @@ def test_backends_are_chosen_by_class_from_the_configuration(cloud_factory: Call
     assert backend.shared == (kind is GlusterStorage)
 
 
+def test_a_shared_directory_is_shared_on_the_sites_word(cloud_factory: Callable[..., Cloud], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    built = cloud_factory(storage={"service": {"backend": "shared", "shared": {"dir": str(tmp_path / "nfs")}}})
+    backend = built.storage("service")
+    assert isinstance(backend, Qcow2DirStorage) and backend.directory == tmp_path / "nfs"
+    assert backend.shared and backend.vouched_shared  # live migration, past libvirt's own check
+    assert not built.storage("worker").vouched_shared
+
+
 @pytest.mark.parametrize("storage,match", [
-    ({"service": {"backend": "lvm"}}, "storage.service.backend: expected one of qcow2, gluster, got 'lvm'"),
+    ({"service": {"backend": "lvm"}}, "storage.service.backend: expected one of qcow2, gluster, shared, got 'lvm'"),
     ({"worker": {"backend": "gluster"}}, "storage.worker.backend: expected one of qcow2, lvm, got 'gluster'"),
 ])
 def test_wrong_backends_are_refused_with_the_configuration(cloud_factory: Callable[..., Cloud], storage,  # type: ignore[no-untyped-def]

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -43,6 +45,8 @@ class HostView:
     hs06_per_core: float | None = None
     draining_until: dt.datetime | None = None  # the shutdown time of a drain in progress
     drain_grace_s: int | None = None
+    underlay_address: str | None = None
+    netns: str | None = None
 
 
 def get_host(session: Session, name: str) -> Host:
@@ -74,12 +78,16 @@ def add_host(
     cache_dir: str | None = None,
     migration_uri: str | None = None,
     hs06_per_core: float | None = None,
+    underlay_address: str | None = None,
+    netns: str | None = None,
 ) -> Host:
     """Register a hypervisor; its URI must answer (capacity is read from it unless given).
 
     ``ssh_target`` (user@host:port) and ``cache_dir`` give it an image cache; ``migration_uri`` is
     how other hosts reach its libvirt for live migration when that differs from ``uri``;
     ``hs06_per_core`` its HEP-SPEC06 rating per core (Machine/Job Features ``hs06``).
+    ``underlay_address`` is its end of VXLAN farm segments (an IPv4 address of the host); ``netns`` a
+    network namespace of this machine holding the host's links (the multi-host test site).
     """
     if host_class not in HOST_CLASSES:
         raise InvalidInput(f"host class must be one of {', '.join(HOST_CLASSES)}, not {host_class!r}")
@@ -95,6 +103,13 @@ def add_host(
     if ssh_target is not None:
         with driver_calls():
             ssh_target = str(SshTarget.parse(ssh_target))
+    if underlay_address is not None:
+        try:
+            underlay_address = str(ipaddress.IPv4Address(underlay_address))
+        except ValueError:
+            raise InvalidInput(f"--underlay-address must be an IPv4 address, not {underlay_address!r}") from None
+    if netns is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", netns):
+        raise InvalidInput(f"invalid network namespace name {netns!r}")
     if cache_dir is not None and not cache_dir.startswith("/"):
         raise InvalidInput(f"--cache-dir must be an absolute path, not {cache_dir!r}")
     with cloud.store.read() as session:
@@ -102,6 +117,8 @@ def add_host(
             raise AlreadyExists(f"host {name!r} already exists")
         if session.scalar(select(Host).where(Host.uri == uri)):
             raise AlreadyExists(f"a host with URI {uri} is already registered")
+        if underlay_address and session.scalar(select(Host).where(Host.underlay_address == underlay_address)):
+            raise AlreadyExists(f"a host with underlay address {underlay_address} is already registered")
     info = cloud.hypervisor.probe(uri)  # raises HostUnreachable with a clear message
     host = Host(
         name=name,
@@ -116,6 +133,8 @@ def add_host(
         cache_dir=cache_dir,
         migration_uri=migration_uri,
         hs06_per_core=hs06_per_core,
+        underlay_address=underlay_address,
+        netns=netns,
     )
     with cloud.store.write() as session:
         session.add(host)
@@ -231,6 +250,7 @@ def list_hosts(cloud: CloudContext) -> list[HostView]:
                 hs06_per_core=host.hs06_per_core,
                 draining_until=drains[host.id].deadline if host.id in drains else None,
                 drain_grace_s=drains[host.id].grace_s if host.id in drains else None,
+                underlay_address=host.underlay_address, netns=host.netns,
             )
             for host, cpu_ratio, mem_ratio, used in _hosts_with_usage(cloud, session, by_name=True)
         ]

@@ -24,6 +24,7 @@ from ivfarm.services.compute import hosts, provisioning
 from ivfarm.services.compute.instances import domain_name, set_state
 from ivfarm.services.compute.placement import Move, place_on, reserve
 from ivfarm.services.network import firewall
+from ivfarm.services.network.segment_peers import sync_segment
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
 from ivfarm.store.models import LIVE_STATES, Instance
@@ -78,9 +79,29 @@ def migrate(cloud: CloudContext, instance_id: str, to: str | None = None) -> Mig
         except TransitionLost as lost:  # terminated meanwhile: nothing of it may stay on either host
             if lost.found in (S.SHUTTING_DOWN, S.TERMINATED):
                 _abandon(cloud, move)
+            _follow_quietly(cloud, instance_id)
             raise
+        except Exception:
+            _follow_quietly(cloud, instance_id)  # back on its source: the forwarding goes back too
+            raise
+        _follow(cloud, instance_id)
     state = "running" if move.state == "running" else "stopped"
     return MigrationResult(instance_id, move.source, move.target, mode, round(time.monotonic() - started, 3), state)
+
+
+def _follow(cloud: CloudContext, instance_id: str) -> None:
+    """The farm segment's forwarding follows the instance to the host the store now names."""
+    with cloud.store.read() as session:
+        farm_id = session.scalar(select(Instance.farm_id).where(Instance.id == instance_id))
+    if farm_id is not None:
+        sync_segment(cloud, farm_id)
+
+
+def _follow_quietly(cloud: CloudContext, instance_id: str) -> None:
+    try:
+        _follow(cloud, instance_id)
+    except IvfarmError:
+        log.exception("the segment's forwarding did not follow %s", instance_id)
 
 
 def _carry_console(cloud: CloudContext, move: Move) -> None:
@@ -110,7 +131,8 @@ def _live(cloud: CloudContext, move: Move) -> None:
         storage.disk(move.target_uri, disk_names(move.instance_id)[0])  # the shared volume is mounted there
         provisioning.prepare_host(cloud, move.instance_id)
         _carry_console(cloud, move)
-        cloud.hypervisor.migrate(move.source_uri, name, move.target_peer_uri, live=True)
+        cloud.hypervisor.migrate(move.source_uri, name, move.target_peer_uri, live=True,
+                                 vouched_shared=storage.vouched_shared)
     except Exception:
         try:
             landed = cloud.hypervisor.status(move.target_uri, name)

@@ -21,6 +21,7 @@ from ivfarm.services.compute import instances
 from ivfarm.services.compute.instances import GIB, domain_name, get_instance, mjf_urls, set_state
 from ivfarm.services.network import farm_network, firewall
 from ivfarm.services.network.routers import sync_router
+from ivfarm.services.network.segment_peers import sync_segment
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
 from ivfarm.store import jobs
@@ -280,6 +281,7 @@ def teardown(cloud: CloudContext, instance_id: str,
     if nic is not None:
         farms.add(nic.farm_id)
         firewall.refresh_farm(cloud, nic.farm_id)  # its address leaves the groups it was in
+        sync_segment(cloud, nic.farm_id)  # no host forwards its MAC any more
     for farm_id in sorted(farms) if sync else ():
         sync_router(cloud, farm_id)
     return sorted(farms)

@@ -11,6 +11,7 @@ from ivfarm.errors import InvalidInput
 from ivfarm.services.network import firewall
 from ivfarm.services.network.addressing import router_ip
 from ivfarm.services.network.routers import sync_router
+from ivfarm.services.network.segment_peers import sync_segment
 from ivfarm.services.runtime.context import CloudContext
 from ivfarm.store.models import Instance
 
@@ -38,10 +39,11 @@ def instance_nic(session: Session, instance: Instance) -> InstanceNic | None:
 
 
 def attach(cloud: CloudContext, uri: str, nic: InstanceNic) -> Nic:
-    """Ensure the farm segment on the host, the lease on the router and the port's filter (security
-    groups and anti-spoofing, the farm's other filters updated for the new member); the NIC to put in
-    the domain."""
+    """Ensure the farm segment on the host (and, for VXLAN, every carrying host's forwarding toward
+    it), the lease on the router and the port's filter (security groups and anti-spoofing, the farm's
+    other filters updated for the new member); the NIC to put in the domain."""
     bridge = cloud.segments.ensure(uri, nic.vlan)
+    sync_segment(cloud, nic.farm_id)
     sync_router(cloud, nic.farm_id)
     if not cloud.hypervisor.features(uri).nwfilter:
         return Nic(bridge=bridge, mac=nic.mac)
@@ -52,7 +54,9 @@ def attach(cloud: CloudContext, uri: str, nic: InstanceNic) -> Nic:
 
 
 def detach(cloud: CloudContext, nic: InstanceNic) -> None:
-    """Drop the instance's lease (the router is rebuilt from the store, which no longer lists it)."""
+    """Drop the instance's lease and its forwarding entries (both rebuilt from the store, which no
+    longer lists it)."""
+    sync_segment(cloud, nic.farm_id)
     sync_router(cloud, nic.farm_id)
 
 

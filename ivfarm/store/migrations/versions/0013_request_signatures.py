@@ -1,7 +1,7 @@
 """request_signatures: the replay guard every API worker and controller shares
 
 Revision ID: 0013_request_signatures
-Revises: 0010_farm_images_and_instance_attributes
+Revises: 0012_host_underlay_address
 Create Date: 2026-12-02 16:30:00
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0013_request_signatures'
-down_revision = '0010_farm_images_and_instance_attributes'
+down_revision = '0012_host_underlay_address'
 branch_labels = None
 depends_on = None
 
