@@ -8,9 +8,11 @@ from ivfarm.ec2.handlers import (
     metadata_options,
     regions,
     security_groups,
+    snapshots,
     tags,
+    volumes,
     vpc,
 )
 
 __all__ = ["addresses", "images", "instances", "keypairs", "lifecycle", "metadata_options", "regions",
-           "security_groups", "tags", "vpc"]
+           "security_groups", "snapshots", "tags", "volumes", "vpc"]

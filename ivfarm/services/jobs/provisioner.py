@@ -15,7 +15,8 @@ from collections.abc import Callable
 import psycopg
 
 from ivfarm.errors import InvalidState, TransitionLost
-from ivfarm.services.compute import instances, provisioning
+from ivfarm.services.compute import instances, provisioning, volume_work
+from ivfarm.services.compute.volume_records import JOB_KINDS as VOLUME_JOBS
 from ivfarm.services.network.routers import sync_router
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
@@ -44,6 +45,8 @@ def run_job(cloud: CloudContext, job: Claimed) -> None:
             with cloud.store.write() as session:
                 for farm_id in farms:  # one router sync per farm for the whole batch
                     jobs.enqueue(session, jobs.ROUTER_SYNC, farm_id=farm_id)
+    elif job.kind in VOLUME_JOBS:
+        volume_work.run(cloud, job.kind, job.payload)
     elif job.kind == jobs.ROUTER_SYNC and job.farm_id is not None:
         sync_router(cloud, job.farm_id)
     else:
