@@ -115,3 +115,8 @@ class Hypervisor(abc.ABC):
     @abc.abstractmethod
     def disk_targets(self, uri: str, name: str) -> list[str]:
         """The targets of the disks in the domain's definition."""
+
+    @abc.abstractmethod
+    def backup_disk(self, uri: str, name: str, target: str, dest_path: str, timeout_s: float) -> None:
+        """Copy the disk on ``target`` of a running domain as it is at this instant (crash-consistent,
+        while the guest writes on) into the existing qcow2 file ``dest_path`` of the same size."""

@@ -294,3 +294,29 @@ class LibvirtHypervisor(Hypervisor):
             self._domain(uri, name).blockResize(target, size_bytes, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
         except libvirt.libvirtError as exc:
             raise HypervisorError(f"cannot resize {target} of {name}: {exc.get_error_message()}") from exc
+
+    def backup_disk(self, uri: str, name: str, target: str, dest_path: str, timeout_s: float) -> None:
+        dom = self._domain(uri, name)
+        backup = ET.Element("domainbackup", mode="push")
+        disks = ET.SubElement(backup, "disks")
+        for present in disk_targets(dom.XMLDesc(0)):
+            if present != target:
+                ET.SubElement(disks, "disk", name=present, backup="no")
+                continue
+            disk = ET.SubElement(disks, "disk", name=present, backup="yes", type="file")
+            ET.SubElement(disk, "target", file=dest_path)
+            ET.SubElement(disk, "driver", type="qcow2")
+        try:
+            dom.backupBegin(ET.tostring(backup, encoding="unicode"), None,
+                            libvirt.VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL)
+            deadline = time.monotonic() + timeout_s
+            while dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
+                if time.monotonic() > deadline:
+                    dom.abortJob()
+                    raise HypervisorError(f"the backup of {target} of {name} took over {timeout_s:.0f} s")
+                time.sleep(0.05)
+            outcome = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED).get("type")
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(f"cannot back up {target} of {name}: {exc.get_error_message()}") from exc
+        if outcome != libvirt.VIR_DOMAIN_JOB_COMPLETED:
+            raise HypervisorError(f"the backup of {target} of {name} did not complete (job type {outcome})")

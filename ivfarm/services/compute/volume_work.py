@@ -24,6 +24,7 @@ from ivfarm.store.models import Host, Snapshot, Volume
 
 log = logging.getLogger(__name__)
 GIB = records.GIB
+BACKUP_TIMEOUT_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,13 @@ def snapshot(cloud: CloudContext, snapshot_id: str) -> None:
     name = records.disk_name(snapshot_id)
 
     def copy() -> None:
-        where.storage.copy(where.uri, records.disk_name(snap.volume_id), name, snap.size_gb * GIB)
+        running = _running_attachment(cloud, snap.volume_id)
+        if running is None:  # nothing writes to it: a copy of the file (qemu-img convert by libvirt)
+            where.storage.copy(where.uri, records.disk_name(snap.volume_id), name, snap.size_gb * GIB)
+        else:  # the guest's QEMU copies the disk as it is now (libvirt push backup) while the guest goes on
+            uri, domain, target = running
+            dest = where.storage.create_blank(uri, name, snap.size_gb * GIB)
+            cloud.hypervisor.backup_disk(uri, domain, target, dest.path, BACKUP_TIMEOUT_S)
         with cloud.store.write() as session:
             records.set_snapshot(session, snapshot_id, ("pending",), state="completed", made=True, progress=100)
 
@@ -208,6 +215,20 @@ def snapshot(cloud: CloudContext, snapshot_id: str) -> None:
             records.set_snapshot(session, snapshot_id, ("pending",), state="error")
 
     _undo_on_failure(copy, undo)
+
+
+def _running_attachment(cloud: CloudContext, volume_id: str) -> tuple[str, str, str] | None:
+    """(host URI, domain, target) when the volume is attached to a running guest that can copy it live."""
+    with cloud.store.read() as session:
+        volume = session.get(Volume, volume_id)
+        if volume is None or volume.instance_id is None or volume.device is None or volume.attach_state != "attached":
+            return None
+        instance_id, target = volume.instance_id, records.device_target(volume.device)
+    uri = _instance_uri(cloud, instance_id)
+    status = cloud.hypervisor.status(uri, domain_name(instance_id))
+    if status is None or status.state != "running" or not cloud.hypervisor.features(uri).hotplug:
+        return None
+    return uri, domain_name(instance_id), target
 
 
 def delete_snapshot(cloud: CloudContext, snapshot_id: str) -> None:
@@ -301,3 +322,25 @@ def release(cloud: CloudContext, instance_id: str, uri: str | None) -> None:
             cloud.storage(host_class).delete(uri, records.disk_name(volume_id))
             with cloud.store.write() as session:
                 records.set_volume(session, volume_id, ("deleting",), state="deleted", host_id=None)
+
+
+def purge_farm(cloud: CloudContext, farm_id: int) -> None:
+    """Remove the disks of every volume and snapshot of a farm being deleted (its instances are gone);
+    a disk on a host that does not answer is logged and left."""
+    with cloud.store.read() as session:
+        rows = [(v.id, v.host_class, v.host_id) for v in session.scalars(
+            select(Volume).where(Volume.farm_id == farm_id, Volume.made.is_(True), Volume.state != "deleted"))]
+        rows += [(s.id, s.host_class, s.host_id) for s in session.scalars(
+            select(Snapshot).where(Snapshot.farm_id == farm_id, Snapshot.made.is_(True), Snapshot.state != "deleted"))]
+        places = []
+        for ident, host_class, host_id in rows:
+            storage = cloud.storage(host_class)
+            host = records.access_host(session, host_class, host_id, storage.shared)
+            places.append((ident, storage, host.uri if host else None))
+    for ident, storage, uri in places:
+        try:
+            if uri is None:
+                raise InvalidState("no host reaches its storage")
+            storage.delete(uri, records.disk_name(ident))
+        except Exception:  # noqa: BLE001 - the farm goes; a disk left behind is logged
+            log.warning("could not remove the disk of %s of farm %s", ident, farm_id, exc_info=True)
