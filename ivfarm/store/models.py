@@ -275,7 +275,7 @@ class UsageRecord(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     farm_name: Mapped[str] = mapped_column(String(64), index=True)
     resource_id: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16))  # instance | address
+    kind: Mapped[str] = mapped_column(String(16))  # instance | address | volume
     start: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
     end: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
     vcpus: Mapped[int] = mapped_column(Integer, default=0)

@@ -3,6 +3,7 @@ domain's definition (the test driver has no hot-plug), jobs run by a provisioner
 repairs of volumes and snapshots left in flight."""
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from ivfarm.services.compute import hosts, instances, provisioning, volume_recor
 from ivfarm.services.compute.instances import LaunchRequest, domain_name
 from ivfarm.services.farms import lifecycle
 from ivfarm.services.farms.lifecycle import FarmRequest
-from ivfarm.services.jobs import reconcile
+from ivfarm.services.jobs import accounting, reconcile
 from ivfarm.services.jobs.provisioner import Provisioner
 from ivfarm.store.models import Farm, Job, Snapshot, Volume
 
@@ -153,3 +154,17 @@ def test_reconcile_finishes_or_rolls_back_volumes_left_in_flight(world: Any) -> 
     with cloud.store.read() as session:
         assert session.get_one(Snapshot, snapshot.id).state == "error"
     assert reconcile.reconcile(cloud).findings == []  # idempotent
+
+
+def test_accounting_counts_volume_gb_hours(world: Any) -> None:
+    cloud, _, farm, _ = world
+    made = volumes.create_volume(cloud, volumes.VolumeRequest(farm.id, "worker", 4))
+    assert made is not None
+    start = volume(cloud, made.id).created_at
+    accounting.collect(cloud, now=start + dt.timedelta(hours=2))
+    volumes.delete_volume(cloud, farm.id, made.id)  # never made: deleted at once
+    with cloud.store.write() as session:
+        session.get_one(Volume, made.id).deleted_at = start + dt.timedelta(hours=3)
+    accounting.collect(cloud, now=start + dt.timedelta(hours=5))
+    (line,) = accounting.report(cloud, farm="lab")
+    assert line.volume_gb_hours == pytest.approx(12.0)  # 4 GB for 3 hours, nothing after its deletion
