@@ -112,7 +112,7 @@ def attach(cloud: CloudContext, volume_id: str) -> None:
     volume = where.row
     if volume.attach_state != "attaching" or volume.instance_id is None or volume.device is None:
         raise InvalidState(f"volume {volume_id} is {volume.attach_state or 'not attached'}, not attaching")
-    uri = where.uri if where.storage.shared else _instance_uri(cloud, volume.instance_id)
+    uri = _instance_uri(cloud, volume.instance_id)  # its pool, shared or not, as the instance's host reaches it
     made_here = not volume.made
     target = records.device_target(volume.device)
 
