@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from ivfarm.cloud import Cloud
 from ivfarm.errors import InUse, InvalidInput, InvalidState, QuotaExceeded
-from ivfarm.services.compute import hosts, instances, provisioning, volume_records, volumes
+from ivfarm.services.compute import hosts, instances, migration, provisioning, volume_records, volumes
 from ivfarm.services.compute.instances import LaunchRequest, domain_name
 from ivfarm.services.farms import lifecycle
 from ivfarm.services.farms.lifecycle import FarmRequest
@@ -168,3 +168,15 @@ def test_accounting_counts_volume_gb_hours(world: Any) -> None:
     accounting.collect(cloud, now=start + dt.timedelta(hours=5))
     (line,) = accounting.report(cloud, farm="lab")
     assert line.volume_gb_hours == pytest.approx(12.0)  # 4 GB for 3 hours, nothing after its deletion
+
+
+def test_an_instance_with_volumes_attached_is_not_migrated(world: Any, fake_host: Callable[..., str]) -> None:
+    cloud, _, farm, instance_id = world
+    hosts.add_host(cloud, "w2", fake_host("w2"), "worker")
+    made = volumes.create_volume(cloud, volumes.VolumeRequest(farm.id, "worker", 1))
+    assert made is not None
+    volumes.attach_volume(cloud, farm.id, made.id, instance_id, "/dev/sdf")
+    run_jobs(cloud)
+    with pytest.raises(InvalidState, match="detach them"):
+        migration.migrate(cloud, instance_id, "w2")
+    assert instances.find_instance_host(cloud, instance_id) == "w"
