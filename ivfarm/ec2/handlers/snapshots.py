@@ -96,13 +96,15 @@ def delete_snapshot(ctx: RequestContext, p: Params) -> dict[str, Any]:
     ident = check_ids("snapshot", [p.required("SnapshotId", max_length=64)])[0]
     p.done()
     with ctx.cloud.store.read() as session:
-        owned = session.scalar(select(Snapshot.id).where(Snapshot.id == ident, Snapshot.farm_id == ctx.farm_id,
-                                                         Snapshot.state != "deleted"))
+        owned = session.scalar(select(Snapshot.state).where(Snapshot.id == ident, Snapshot.farm_id == ctx.farm_id,
+                                                            Snapshot.state != "deleted"))
         creating = session.scalar(select(Volume.id).where(Volume.snapshot_id == ident, Volume.state == "creating"))
     if owned is None:
         raise not_found("snapshot", [ident])
     if creating is not None:
         raise Ec2Error("InvalidSnapshot.InUse", f"The snapshot {ident} is in use by volume {creating}, being created")
+    if owned not in ("completed", "error"):
+        raise Ec2Error("IncorrectState", f"The snapshot '{ident}' is '{owned}'")
     ctx.proceed()
     with ec2_errors():
         volumes.delete_snapshot(ctx.cloud, ctx.farm_id, ident)

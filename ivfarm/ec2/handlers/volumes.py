@@ -193,6 +193,8 @@ def delete_volume(ctx: RequestContext, p: Params) -> dict[str, Any]:
         found = volumes.find_volume(ctx.cloud, ctx.farm_id, ident)
         if found.state == "in-use":
             raise InUse(f"Volume {ident} is currently attached to {found.instance_id}")
+        if found.state not in ("available", "error"):
+            raise InvalidState(f"The volume '{ident}' is '{found.state}'")
         ctx.proceed()
         volumes.delete_volume(ctx.cloud, ctx.farm_id, ident)
         with ctx.cloud.store.write() as session:
