@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +14,11 @@ from sqlalchemy import update
 from ivfarm.cloud import Cloud
 from ivfarm.errors import InUse, InvalidInput, InvalidState, QuotaExceeded
 from ivfarm.services.compute import hosts, instances, migration, provisioning, volume_records, volumes
+from ivfarm.services.compute.host_failure import check_hosts
 from ivfarm.services.compute.instances import LaunchRequest, domain_name
 from ivfarm.services.farms import lifecycle
 from ivfarm.services.farms.lifecycle import FarmRequest
+from ivfarm.services.images.catalog import add_image
 from ivfarm.services.jobs import accounting, reconcile
 from ivfarm.services.jobs.provisioner import Provisioner
 from ivfarm.store.models import Farm, Job, Snapshot, Volume
@@ -180,3 +183,29 @@ def test_an_instance_with_volumes_attached_is_not_migrated(world: Any, fake_host
     with pytest.raises(InvalidState, match="detach them"):
         migration.migrate(cloud, instance_id, "w2")
     assert instances.find_instance_host(cloud, instance_id) == "w"
+
+
+def test_a_recreated_worker_instance_leaves_its_volumes_on_the_failed_host(
+        cloud_factory: Callable[..., Cloud], fake_host: Callable[..., str], raw_disk: Path) -> None:
+    cloud = cloud_factory(hosts={"fence_command": "true", "worker_failure_policy": "recreate"})
+    dead = fake_host("wn1")
+    hosts.add_host(cloud, "wn1", dead, "worker")
+    add_image(cloud, "base", raw_disk, public=True)
+    farm = lifecycle.create_farm(cloud, FarmRequest(name="lab"))
+    [vm] = instances.launch(cloud, LaunchRequest(image="base", flavor="m1.small", farm_id=farm.id))
+    provisioning.provision(cloud, vm.id)
+    hosts.add_host(cloud, "wn2", fake_host("wn2"), "worker")
+    made = volumes.create_volume(cloud, volumes.VolumeRequest(farm.id, "worker", 1))
+    assert made is not None
+    volumes.attach_volume(cloud, farm.id, made.id, vm.id, "/dev/sdf")
+    run_jobs(cloud)
+    home = volume(cloud, made.id).host_id
+    Path(dead.removeprefix("test://")).unlink()  # wn1 dies
+    cloud.hypervisor.forget(dead)
+    check_hosts(cloud, grace_s=60)
+    check_hosts(cloud, grace_s=0)  # fenced: the instance is built again on wn2
+    assert instances.find_instance_host(cloud, vm.id) == "wn2"
+    left = volume(cloud, made.id)
+    assert (left.state, left.instance_id, left.host_id) == ("available", None, home)
+    with pytest.raises(InvalidState):  # its disk is in wn1's pool
+        volumes.attach_volume(cloud, farm.id, made.id, vm.id, "/dev/sdf")

@@ -303,6 +303,16 @@ def launched(cloud: CloudContext, instance_id: str, ok: bool) -> None:
                                    attach_state=None, made=False)
 
 
+def leave_behind(cloud: CloudContext, instance_id: str) -> None:
+    """Detach (in the store) the volumes of an instance rebuilt on another host after its own failed:
+    those on unshared storage stay, ``available``, in the failed host's pool."""
+    with cloud.store.write() as session:
+        for volume in records.attached_volumes(session, instance_id):
+            if not cloud.storage(volume.host_class).shared and volume.state == "in-use":
+                records.set_volume(session, volume.id, ("in-use",), state="available", instance_id=None, device=None,
+                                   attach_state=None, attach_time=None)
+
+
 def release(cloud: CloudContext, instance_id: str, uri: str | None) -> None:
     """After an instance's domain is gone: its DeleteOnTermination volumes are deleted, the others
     become ``available`` again (still in their pool)."""
