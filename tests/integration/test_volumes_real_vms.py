@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ivfarm.services.farms import lifecycle
+from tests.integration.conftest import wait_for_console
 from tests.integration.ec2_server import ec2_server, farm_client
 from tests.integration.guest import guest_exec
 from tests.support.polling import poll_until
@@ -57,6 +58,8 @@ def test_volume_hot_plug_data_and_snapshot(real_cloud_factory) -> None:  # type:
         first, second = (i["InstanceId"] for i in client.run_instances(
             ImageId=ami, InstanceType="m1.tiny", MinCount=2, MaxCount=2)["Instances"])
         client.get_waiter("instance_running").wait(InstanceIds=[first, second], WaiterConfig=FAST)
+        for instance_id in (first, second):  # booted (its disk drivers loaded), not only started
+            wait_for_console(cloud, instance_id, "IVFARM-GUEST: ready", 120)
         before_first, before_second = _disks(first), _disks(second)
         assert before_first == before_second == {"vda"}
 
