@@ -1,6 +1,6 @@
 """Volumes on real VMs through the EC2 API: hot-plugged into a running guest, data kept across detach
-and re-attach to another VM of the farm, and a snapshot (taken while attached) restored into a new
-volume."""
+and re-attach to another VM of the farm, grown under a running guest, and a snapshot (taken while
+attached) restored into a new volume."""
 from __future__ import annotations
 
 import re
@@ -81,6 +81,9 @@ def test_volume_hot_plug_data_and_snapshot(real_cloud_factory) -> None:  # type:
 
         disk = _attach(client, volume, second, before_second)
         assert _read_mark(second, disk) == MARK  # the data followed the volume
+        client.modify_volume(VolumeId=volume, Size=2)  # grown under the running guest
+        poll_until(lambda: guest_exec(second, f"cat /sys/block/{disk}/size")[1].strip().endswith(str(2 * 2**21)),
+                   60, 1, "the guest did not see the volume grow to 2 GiB")
 
         restored = client.create_volume(AvailabilityZone=ZONE, SnapshotId=snapshot)["VolumeId"]
         client.get_waiter("volume_available").wait(VolumeIds=[restored], WaiterConfig=FAST)
