@@ -114,6 +114,7 @@ class Hypervisor(Section):
     domain_type: Literal["qemu", "kvm"] = "qemu"  # "kvm" where hardware virtualisation works
     machine: Name = "pc"
     shutdown_timeout_s: Number = 30  # ACPI shutdown grace before a stop powers the VM off
+    detach_timeout_s: Number = 20  # how long a hot-unplug waits for the guest to release the disk
     cpu_allocation_ratio: PositiveNumber = 1.0
     memory_allocation_ratio: PositiveNumber = 1.0
     disk_gb: PositiveCount = 500  # schedulable local disk per host when libvirt cannot tell
@@ -276,6 +277,8 @@ class QuotaDefaults(Section):
     memory_mb: Count = 16384
     disk_gb: Count = 200
     addresses: Count = 1
+    volumes: Count = 20
+    volume_gb: Count = 500
 
 
 class Zones(Section):

@@ -17,6 +17,8 @@ PREFIXES = {
     "request": "req",
     "security_group": "sg",
     "security_group_rule": "sgr",
+    "volume": "vol",
+    "snapshot": "snap",
 }
 
 _ID_RE = re.compile(r"^(?P<prefix>[a-z]+)-(?P<hex>[0-9a-f]{8}|[0-9a-f]{17})$")

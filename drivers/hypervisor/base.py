@@ -4,6 +4,8 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
+from drivers.storage.base import Disk
+
 
 @dataclass(frozen=True)
 class HostFeatures:
@@ -14,6 +16,8 @@ class HostFeatures:
     nwfilter: bool
     live_migration: bool
     domain_type: str
+    hotplug: bool = False  # disks attach to and detach from running guests (else: the definition only)
+    storage_resize: bool = False  # the host's pools can grow volumes (libvirt's test driver cannot)
 
 
 @dataclass(frozen=True)
@@ -108,3 +112,26 @@ class Hypervisor(abc.ABC):
     def migrate(self, uri: str, name: str, dest_uri: str, live: bool, vouched_shared: bool = False) -> None:
         """Move a domain to another host (peer to peer); ``vouched_shared``: its disks are shared
         although libvirt cannot tell (skip libvirt's shared-storage check)."""
+
+    @abc.abstractmethod
+    def attach_disk(self, uri: str, name: str, disk: Disk, target: str) -> None:
+        """Add ``disk`` on virtio ``target`` to the domain: live and in its definition when it runs, in
+        its definition when it is stopped; already there is fine."""
+
+    @abc.abstractmethod
+    def detach_disk(self, uri: str, name: str, target: str, timeout_s: float) -> None:
+        """Remove the disk on ``target`` (from the running guest first, waiting up to ``timeout_s`` for it
+        to let go, then from the definition); absent is fine."""
+
+    @abc.abstractmethod
+    def resize_disk(self, uri: str, name: str, target: str, size_bytes: int) -> None:
+        """Grow the disk on ``target`` of a running domain (the guest sees the new size)."""
+
+    @abc.abstractmethod
+    def disk_targets(self, uri: str, name: str) -> list[str]:
+        """The targets of the disks in the domain's definition."""
+
+    @abc.abstractmethod
+    def backup_disk(self, uri: str, name: str, target: str, dest_path: str, timeout_s: float) -> None:
+        """Copy the disk on ``target`` of a running domain as it is at this instant (crash-consistent,
+        while the guest writes on) into the existing qcow2 file ``dest_path`` of the same size."""

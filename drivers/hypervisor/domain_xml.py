@@ -22,6 +22,14 @@ class Nic:
 
 
 @dataclass(frozen=True)
+class VolumeDisk:
+    """A volume's disk on the virtio target its attachment named (``vdf`` for ``/dev/sdf``)."""
+
+    disk: Disk
+    target: str
+
+
+@dataclass(frozen=True)
 class DomainSpec:
     """Everything the template needs; nothing libvirt-specific leaks into callers."""
 
@@ -38,7 +46,8 @@ class DomainSpec:
     kernel: str | None = None
     initrd: str | None = None
     cmdline: str = ""
-    disks: tuple[Disk, ...] = ()
+    disks: tuple[Disk, ...] = ()  # root, ephemeral: on vda, vdb, ...
+    volumes: tuple[VolumeDisk, ...] = ()  # attached volumes, on their own targets
     seed: str | None = None
     nics: tuple[Nic, ...] = ()
     console_log: str | None = None
@@ -56,6 +65,7 @@ def render_domain(spec: DomainSpec) -> str:
     """The domain XML for ``spec``; every value is XML-escaped by the template engine."""
     targets = [f"vd{chr(ord('a') + index)}" for index in range(len(spec.disks))]
     disks = [dict(asdict(disk), target=target) for disk, target in zip(spec.disks, targets, strict=True)]
+    disks += [dict(asdict(volume.disk), target=volume.target) for volume in spec.volumes]
     values = asdict(spec)
     values.update(disks=disks, title=f"{spec.instance_id} ({spec.farm or 'no farm'})", metadata_ns=METADATA_NS)
     return _template().render(**values)

@@ -5,11 +5,14 @@ import threading
 import time
 import urllib.parse
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 
 import libvirt
 
 from drivers.errors import HostUnreachable, HypervisorError
 from drivers.hypervisor.base import DomainCounters, DomainStatus, HostFeatures, HostInfo, Hypervisor
+from drivers.hypervisor.devices import disk_element, disk_targets, with_disk, without_disk
+from drivers.storage.base import Disk
 from drivers.uris import uri_is_local
 
 METADATA_NS = "https://ivfarm.org/xmlns/libvirt/1.0"
@@ -103,6 +106,8 @@ class LibvirtHypervisor(Hypervisor):
             nwfilter=real,
             live_migration=real,
             domain_type=self.domain_type if real else "test",
+            hotplug=real,
+            storage_resize=real,
         )
 
     def probe(self, uri: str) -> HostInfo:
@@ -258,3 +263,87 @@ class LibvirtHypervisor(Hypervisor):
             dom.migrateToURI3(dest_uri, {}, flags)
         except libvirt.libvirtError as exc:
             raise HypervisorError(f"cannot migrate {name} to {dest_uri}: {exc.get_error_message()}") from exc
+
+    # -- disks -------------------------------------------------------------------------------
+    def _redefine(self, uri: str, dom: libvirt.virDomain, change: Callable[[str], str]) -> None:
+        """Change the domain's definition only (the test driver has no device hot-plug)."""
+        xml = change(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        try:
+            self.connection(uri).defineXML(xml)
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(f"cannot redefine {dom.name()} on {uri}: {exc.get_error_message()}") from exc
+
+    def disk_targets(self, uri: str, name: str) -> list[str]:
+        return disk_targets(self._domain(uri, name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+
+    def attach_disk(self, uri: str, name: str, disk: Disk, target: str) -> None:
+        dom = self._domain(uri, name)
+        element = disk_element(disk, target)
+        if not self.features(uri).hotplug:
+            if target not in self.disk_targets(uri, name):
+                self._redefine(uri, dom, lambda xml: with_disk(xml, element))
+            return
+        live = bool(dom.isActive())
+        flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG | (libvirt.VIR_DOMAIN_AFFECT_LIVE if live else 0)
+        if target in self.disk_targets(uri, name) and (not live or target in disk_targets(dom.XMLDesc(0))):
+            return  # a re-run after a takeover
+        try:
+            dom.attachDeviceFlags(ET.tostring(element, encoding="unicode"), flags)
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(f"cannot attach {disk.name} to {name} on {uri}: {exc.get_error_message()}") from exc
+
+    def detach_disk(self, uri: str, name: str, target: str, timeout_s: float) -> None:
+        dom = self._domain(uri, name)
+        if not self.features(uri).hotplug:
+            self._redefine(uri, dom, lambda xml: without_disk(xml, target)[0])
+            return
+        if dom.isActive():
+            device = without_disk(dom.XMLDesc(0), target)[1]
+            if device is not None:
+                try:
+                    dom.detachDeviceFlags(device, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+                except libvirt.libvirtError as exc:
+                    raise HypervisorError(f"cannot detach {target} from {name}: {exc.get_error_message()}") from exc
+                deadline = time.monotonic() + timeout_s
+                while target in disk_targets(dom.XMLDesc(0)):  # the guest lets go of the device
+                    if time.monotonic() > deadline:
+                        raise HypervisorError(f"the guest of {name} did not release {target} in {timeout_s:.0f} s")
+                    time.sleep(0.1)
+        device = without_disk(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), target)[1]
+        if device is not None:
+            try:
+                dom.detachDeviceFlags(device, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+            except libvirt.libvirtError as exc:
+                raise HypervisorError(f"cannot detach {target} from {name}: {exc.get_error_message()}") from exc
+
+    def resize_disk(self, uri: str, name: str, target: str, size_bytes: int) -> None:
+        try:
+            self._domain(uri, name).blockResize(target, size_bytes, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(f"cannot resize {target} of {name}: {exc.get_error_message()}") from exc
+
+    def backup_disk(self, uri: str, name: str, target: str, dest_path: str, timeout_s: float) -> None:
+        dom = self._domain(uri, name)
+        backup = ET.Element("domainbackup", mode="push")
+        disks = ET.SubElement(backup, "disks")
+        for present in disk_targets(dom.XMLDesc(0)):
+            if present != target:
+                ET.SubElement(disks, "disk", name=present, backup="no")
+                continue
+            disk = ET.SubElement(disks, "disk", name=present, backup="yes", type="file")
+            ET.SubElement(disk, "target", file=dest_path)
+            ET.SubElement(disk, "driver", type="qcow2")
+        try:
+            dom.backupBegin(ET.tostring(backup, encoding="unicode"), None,
+                            libvirt.VIR_DOMAIN_BACKUP_BEGIN_REUSE_EXTERNAL)
+            deadline = time.monotonic() + timeout_s
+            while dom.jobInfo()[0] != libvirt.VIR_DOMAIN_JOB_NONE:
+                if time.monotonic() > deadline:
+                    dom.abortJob()
+                    raise HypervisorError(f"the backup of {target} of {name} took over {timeout_s:.0f} s")
+                time.sleep(0.05)
+            outcome = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED).get("type")
+        except libvirt.libvirtError as exc:
+            raise HypervisorError(f"cannot back up {target} of {name}: {exc.get_error_message()}") from exc
+        if outcome != libvirt.VIR_DOMAIN_JOB_COMPLETED:
+            raise HypervisorError(f"the backup of {target} of {name} did not complete (job type {outcome})")

@@ -83,6 +83,15 @@ class Storage(abc.ABC):
         """An existing disk on the host, ready to attach."""
 
     @abc.abstractmethod
+    def copy(self, uri: str, source: str, name: str, size_bytes: int) -> Disk:
+        """A full, independent copy of disk ``source`` as ``name``, at least ``size_bytes`` large, in the
+        same pool (snapshots of volumes, volumes from snapshots); a leftover ``name`` is replaced."""
+
+    @abc.abstractmethod
+    def resize(self, uri: str, name: str, size_bytes: int) -> None:
+        """Grow a disk no running domain uses to ``size_bytes``."""
+
+    @abc.abstractmethod
     def move(self, uri: str, name: str, dest_uri: str) -> Disk:
         """Make the disk available on ``dest_uri`` and gone from ``uri`` (cold migration); O(1) when shared."""
 

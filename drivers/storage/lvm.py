@@ -121,6 +121,25 @@ class LvmStorage(Storage):
         except libvirt.libvirtError as exc:
             raise StorageError(f"no LV {lv_name(name)} in {self.volume_group} on {uri}") from exc
 
+    def copy(self, uri: str, source: str, name: str, size_bytes: int) -> Disk:
+        pool = self._pool(uri)
+        try:
+            vol = pool.storageVolLookupByName(lv_name(source))
+        except libvirt.libvirtError as exc:
+            raise StorageError(f"no LV {lv_name(source)} in {self.volume_group} on {uri}") from exc
+        delete_volume(pool, lv_name(name))
+        xml = lv_volume_xml(lv_name(name), max(size_bytes, int(vol.info()[1])))
+        try:
+            return self._as_disk(name, pool.createXMLFrom(xml, vol, 0))
+        except libvirt.libvirtError as exc:
+            raise StorageError(f"cannot copy LV {lv_name(source)} on {uri}: {exc.get_error_message()}") from exc
+
+    def resize(self, uri: str, name: str, size_bytes: int) -> None:
+        try:
+            self._pool(uri).storageVolLookupByName(lv_name(name)).resize(size_bytes, 0)
+        except libvirt.libvirtError as exc:
+            raise StorageError(f"cannot resize LV {lv_name(name)} on {uri}: {exc.get_error_message()}") from exc
+
     def move(self, uri: str, name: str, dest_uri: str) -> Disk:
         source = self._pool(uri)
         vol = source.storageVolLookupByName(lv_name(name))

@@ -87,6 +87,29 @@ class Qcow2DirStorage(Storage):
             raise StorageError(f"no disk {name} in pool {self.pool_name} on {uri}")
         return Disk(name=name, path=vol.path(), disk_format="qcow2")
 
+    def copy(self, uri: str, source: str, name: str, size_bytes: int) -> Disk:
+        vol = self._lookup(uri, source)
+        if vol is None:
+            raise StorageError(f"no disk {source} in pool {self.pool_name} on {uri}")
+        pool = self._pool(uri)
+        delete_volume(pool, name)
+        xml = volume_xml(name, max(size_bytes, int(vol.info()[1])), "qcow2")
+        try:
+            copied = pool.createXMLFrom(xml, vol, 0)  # qemu-img convert: a flat copy, no backing file
+        except libvirt.libvirtError as exc:
+            delete_volume(pool, name)
+            raise StorageError(f"cannot copy {source} to {name} on {uri}: {exc.get_error_message()}") from exc
+        return Disk(name=name, path=copied.path(), disk_format="qcow2")
+
+    def resize(self, uri: str, name: str, size_bytes: int) -> None:
+        vol = self._lookup(uri, name)
+        if vol is None:
+            raise StorageError(f"no disk {name} in pool {self.pool_name} on {uri}")
+        try:
+            vol.resize(size_bytes, 0)
+        except libvirt.libvirtError as exc:
+            raise StorageError(f"cannot resize {name} on {uri}: {exc.get_error_message()}") from exc
+
     def move(self, uri: str, name: str, dest_uri: str) -> Disk:
         if self.shared:
             return self.disk(dest_uri, name)

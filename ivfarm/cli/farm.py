@@ -17,7 +17,8 @@ def quota_options(func):  # type: ignore[no-untyped-def]
     """The quota flags shared by ``farm create`` and ``quota set``."""
     for flag, help_text in reversed([
         ("--instances", "Instances."), ("--vcpus", "vCPUs."), ("--memory-mb", "Memory in MB."),
-        ("--disk-gb", "Disk in GB."), ("--addresses", "Elastic IPs."),
+        ("--disk-gb", "Disk in GB."), ("--addresses", "Elastic IPs."), ("--volumes", "Volumes."),
+        ("--volume-gb", "Volume storage in GB."),
     ]):
         func = click.option(flag, type=click.IntRange(min=0), help=f"Quota: {help_text}")(func)
     return func

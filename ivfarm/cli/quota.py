@@ -18,7 +18,7 @@ from ivfarm.services.tenancy import quotas
 
 @click.group()
 def quota() -> None:
-    """Farm quotas: instances, vCPUs, memory, disk and elastic IPs."""
+    """Farm quotas: instances, vCPUs, memory, disk, elastic IPs, volumes and volume GB."""
 
 
 @quota.command("show")
@@ -40,7 +40,8 @@ def set_(cloud: Cloud, farm_name: str, **limits: int | None) -> None:
     """Change the farm's limits (running instances over a lowered limit are left to `quota enforce`)."""
     given = quotas.validate_limits(limits)
     if not given:
-        raise click.UsageError("give at least one of --instances, --vcpus, --memory-mb, --disk-gb, --addresses")
+        raise click.UsageError("give at least one of --instances, --vcpus, --memory-mb, --disk-gb, --addresses, "
+                               "--volumes, --volume-gb")
     with cloud.store.write() as session:
         farm = cloud.store.lock_farm(session, farm_by_name(session, farm_name).id)
         quotas.set_limits(farm, given)

@@ -82,6 +82,8 @@ _KINDS = {
     "security_group": ("InvalidGroup.NotFound", "InvalidGroupId.Malformed", "The security group"),
     "security_group_rule": ("InvalidSecurityGroupRuleId.NotFound", "InvalidSecurityGroupRuleId.Malformed",
                             "The security group rule"),
+    "volume": ("InvalidVolume.NotFound", "InvalidVolume.Malformed", "The volume"),
+    "snapshot": ("InvalidSnapshot.NotFound", "InvalidSnapshot.Malformed", "The snapshot"),
 }
 
 
@@ -111,6 +113,9 @@ def from_ivfarm(exc: IvfarmError) -> Ec2Error:
     if isinstance(exc, QuotaExceeded):
         if exc.resource == "addresses":
             return Ec2Error("AddressLimitExceeded", "The maximum number of addresses has been reached.")
+        if exc.resource in ("volumes", "volume_gb"):
+            return Ec2Error("VolumeLimitExceeded", f"You have exceeded your maximum {exc.resource.replace('_', ' ')} "
+                            f"limit ({exc.limit}); {exc.used} in use, {exc.requested} requested.")
         return Ec2Error(
             "InstanceLimitExceeded",
             f"Your quota allows for {max(0, exc.limit - exc.used)} more {exc.resource.replace('_', ' ')} "

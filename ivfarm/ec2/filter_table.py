@@ -140,6 +140,22 @@ TABLE: dict[str, Documented] = {
     "DescribeRegions": Documented(computed=_words("endpoint opt-in-status region-name")),
     "DescribeKeyPairs": Documented(computed=_words("fingerprint key-name key-pair-id")),
     "DescribeTags": Documented(computed=_words("key resource-id resource-type value")),
+    "DescribeVolumes": Documented(
+        computed=_words("""
+            attachment.attach-time attachment.delete-on-termination attachment.device attachment.instance-id
+            attachment.status availability-zone create-time size snapshot-id status volume-id volume-type"""),
+        fixed={"encrypted": "false", "multi-attach-enabled": "false", "fast-restored": "false",
+               "operator.managed": "false"},
+        absent=_words("operator.principal")),
+    "DescribeVolumeStatus": Documented(
+        computed=_words("availability-zone volume-status.details-name volume-status.details-status volume-status.status"),
+        absent=_words("""
+            action.code action.description action.event-id event.description event.event-id event.event-type
+            event.not-after event.not-before""")),
+    "DescribeSnapshots": Documented(
+        computed=_words("description owner-id progress snapshot-id start-time status volume-id volume-size"),
+        fixed={"encrypted": "false", "storage-tier": "standard"},
+        absent=_words("owner-alias")),
 }
 
 

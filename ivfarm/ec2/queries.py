@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from ivfarm import ids
 from ivfarm.ec2.errors import malformed, not_found
-from ivfarm.store.models import Address, Image, Instance, Tag, utcnow
+from ivfarm.store.models import Address, Image, Instance, Tag, Volume, utcnow
 
 INSTANCE_COLUMNS = (
     Instance.id, Instance.name, Instance.image_id, Instance.flavor_name, Instance.host_class, Instance.state,
@@ -82,3 +82,14 @@ def boot_images(session: Session, image_ids: Collection[str]) -> dict[str, tuple
         return {}
     query = select(Image.id, Image.kernel_id, Image.ramdisk_id).where(Image.id.in_(list(image_ids)))
     return {image_id: (kernel, ramdisk) for image_id, kernel, ramdisk in session.execute(query)}
+
+
+def attachments(session: Session, farm_id: int) -> dict[str, list[Any]]:
+    """``{instance id: [volume rows attached to it]}`` of the farm, by device."""
+    found: dict[str, list[Any]] = {}
+    for row in session.execute(select(Volume.id, Volume.instance_id, Volume.device, Volume.attach_state,
+                                      Volume.attach_time, Volume.delete_on_termination)
+                               .where(Volume.farm_id == farm_id, Volume.instance_id.is_not(None))
+                               .order_by(Volume.device)):
+        found.setdefault(str(row.instance_id), []).append(row)
+    return found

@@ -75,3 +75,38 @@ def test_fifty_concurrent_runs_respect_an_instance_quota_of_ten(tmp_path: Path, 
             assert quotas.usage(session, keys.farm_id).instances == QUOTA
     finally:
         site.close()
+
+
+def test_thirty_concurrent_create_volumes_respect_a_volume_gb_quota(tmp_path: Path, database_url: str | None) -> None:
+    site = LocalSite(tmp_path / "site", database_url)
+    try:
+        site.add_host("w1")
+        keys = site.add_farm("x", volumes=100, volume_gb=QUOTA * 2)
+        endpoint = site.start(threads=16)
+        barrier = threading.Barrier(30)
+        outcomes: list[str] = []
+        lock = threading.Lock()
+
+        def one() -> None:
+            client = boto3.client("ec2", endpoint_url=endpoint, region_name=site.region, config=NO_RETRIES,
+                                  aws_access_key_id=keys.access_key, aws_secret_access_key=keys.secret_key)
+            barrier.wait()
+            try:
+                outcome = str(client.create_volume(AvailabilityZone="ivfarm-1-worker", Size=2)["VolumeId"])
+            except ClientError as exc:
+                outcome = str(exc.response["Error"]["Code"])
+            with lock:
+                outcomes.append(outcome)
+
+        threads = [threading.Thread(target=one) for _ in range(30)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        made = [o for o in outcomes if o.startswith("vol-")]
+        assert len(outcomes) == 30 and len(made) == QUOTA
+        assert sorted(set(outcomes) - set(made)) == ["VolumeLimitExceeded"]
+        with site.cloud.store.read() as session:
+            assert quotas.usage(session, keys.farm_id).volume_gb == QUOTA * 2
+    finally:
+        site.close()

@@ -21,6 +21,9 @@ COUNTS: dict[str, Callable[[dict[str, Any]], int]] = {
     "DescribeRegions": lambda r: len(r["Regions"]),
     "DescribeKeyPairs": lambda r: len(r["KeyPairs"]),
     "DescribeTags": lambda r: len(r["Tags"]),
+    "DescribeVolumes": lambda r: len(r["Volumes"]),
+    "DescribeVolumeStatus": lambda r: len(r["VolumeStatuses"]),
+    "DescribeSnapshots": lambda r: len(r["Snapshots"]),
 }
 EXTRA = {"DescribeInstanceStatus": {"IncludeAllInstances": True}}
 CASES = [(action, name) for action, row in TABLE.items() for name in sorted(row.names())]
@@ -28,13 +31,17 @@ CASES = [(action, name) for action, row in TABLE.items() for name in sorted(row.
 
 @pytest.fixture(scope="module")
 def session(ec2_site: Ec2Site) -> Iterator[Any]:
-    """alpha with one instance, one key pair and one tag, all removed afterwards."""
+    """alpha with one instance, one key pair, one tag, one volume and one snapshot, all removed afterwards."""
     client = ec2_site.client("alpha")
     client.create_key_pair(KeyName="table-key")
     (instance,) = client.run_instances(ImageId=ec2_site.ami, MinCount=1, MaxCount=1, InstanceType="m1.tiny",
                                        KeyName="table-key")["Instances"]
     client.create_tags(Resources=[instance["InstanceId"]], Tags=[{"Key": "k", "Value": "v"}])
+    volume = client.create_volume(AvailabilityZone="ivfarm-1-worker", Size=1)["VolumeId"]
+    snapshot = client.create_snapshot(VolumeId=volume)["SnapshotId"]
     yield client
+    client.delete_snapshot(SnapshotId=snapshot)
+    client.delete_volume(VolumeId=volume)
     client.terminate_instances(InstanceIds=[instance["InstanceId"]])
     client.get_waiter("instance_terminated").wait(InstanceIds=[instance["InstanceId"]],
                                                   WaiterConfig={"Delay": 1, "MaxAttempts": 60})
@@ -78,6 +85,11 @@ def test_documented_filter_is_accepted(session: Any, action: str, name: str) -> 
     ("DescribeInstances", "monitoring-state", "disabled", True),
     ("DescribeInstanceStatus", "system-status.reachability", "passed", True),
     ("DescribeImages", "creation-date", "20*", True),
+    ("DescribeVolumes", "size", "1", True),
+    ("DescribeVolumes", "attachment.status", "attached", False),
+    ("DescribeVolumeStatus", "volume-status.status", "ok", True),
+    ("DescribeSnapshots", "storage-tier", "standard", True),
+    ("DescribeSnapshots", "owner-alias", "amazon", False),
 ])
 def test_filters_match_as_aws_would(session: Any, action: str, name: str, value: str, matches: bool) -> None:
     if action == "DescribeInstanceStatus":

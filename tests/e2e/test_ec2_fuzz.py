@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from ivfarm import ids
 from tests.e2e.ec2_support import start_site
 from tests.support.localsite import QueryClient
+from tests.support.polling import poll_until
 
 FAST = {"Delay": 1, "MaxAttempts": 60}
 _REQUEST_ID = re.compile(rb"<requestId>[^<]*</requestId>")
@@ -50,10 +51,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
     alpha.get_waiter("image_available").wait(ImageIds=[own_ami], WaiterConfig=FAST)
     (default_group,) = alpha.describe_security_groups(GroupNames=["default"])["SecurityGroups"]
     rule = alpha.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group]}])
+    attached, spare = (alpha.create_volume(AvailabilityZone="ivfarm-1-worker", Size=1)["VolumeId"] for _ in range(2))
+    alpha.attach_volume(VolumeId=attached, InstanceId=running, Device="/dev/sdf")
+    poll_until(lambda: alpha.describe_volumes(VolumeIds=[attached])["Volumes"][0]["Attachments"][0]["State"]
+               == "attached", 30, 0.2)
+    taken = alpha.create_snapshot(VolumeId=attached)["SnapshotId"]
+    alpha.get_waiter("snapshot_completed").wait(SnapshotIds=[taken], WaiterConfig=FAST)
     facts = {"running": running, "stopped": stopped, "key_id": key_id, "allocation": address["AllocationId"],
              "public_ip": address["PublicIp"], "association": association, "ami": site.ami, "group": group,
              "default_group": default_group["GroupId"], "own_ami": own_ami,
-             "rule": rule["SecurityGroupRules"][0]["SecurityGroupRuleId"]}
+             "rule": rule["SecurityGroupRules"][0]["SecurityGroupRuleId"], "volume": attached, "spare": spare,
+             "snapshot": taken}
     yield site, site.raw("alpha"), facts
     site.site.close()
 
@@ -62,7 +70,7 @@ def snapshot(client: QueryClient) -> list[bytes]:
     """What the farm's users can see of its instances, keys, addresses, tags and security groups."""
     answers = []
     for action in ("DescribeInstances", "DescribeKeyPairs", "DescribeAddresses", "DescribeTags", "DescribeImages",
-                   "DescribeSecurityGroups"):
+                   "DescribeSecurityGroups", "DescribeVolumes", "DescribeSnapshots"):
         status, body = client.call({"Action": action})
         assert status == 200
         answers.append(_REQUEST_ID.sub(b"", body))
@@ -75,10 +83,11 @@ def junk() -> st.SearchStrategy[str]:
         text, st.just(""), st.integers(-(2**70), 2**70).map(str), st.just("x" * 70000),
         st.sampled_from(["true", "false", "TRUE", "maybe", "ami-zz", "i-zz", "i-", "key-", "eipalloc-1",
                          "ami-12345678", "i-0123456789abcdef0", "!!!", "a==", "m1.tiny", "ivfarm-1-worker",
-                         "tcp", "udp", "icmp", "-1", "0.0.0.0/0", "10.0.0.0/8", "default", "sg-zz"]),
+                         "tcp", "udp", "icmp", "-1", "0.0.0.0/0", "10.0.0.0/8", "default", "sg-zz", "vol-zz",
+                         "/dev/sdf", "/dev/sdz", "gp3", "io2", "ivfarm-1-service"]),
         st.builds(lambda k: ids.new_id(k), st.sampled_from(["instance", "image", "keypair", "allocation",
                                                             "association", "security_group",
-                                                            "security_group_rule"])),
+                                                            "security_group_rule", "volume", "snapshot"])),
     )
 
 
@@ -196,10 +205,32 @@ SPEC: dict[str, tuple[dict[str, tuple[str, ...]], list[dict[str, str]]]] = {
                               {"ImageId": "ami-zz"}, {"UserGroup.1": "everyone"}]),
     "ResetImageAttribute": ({"ImageId": ("own_ami", "ami"), "Attribute": ()},
                             [{"Attribute": "description"}, {"ImageId": "ami-zz"}]),
+    "CreateVolume": ({"AvailabilityZone": (), "Size": (), "SnapshotId": ("snapshot",), "VolumeType": (),
+                      "TagSpecification.1.ResourceType": (), "TagSpecification.1.Tag.1.Key": ()},
+                     [{"AvailabilityZone": "nowhere-1a"}, {"Size": "0"}, {"VolumeType": "io2"}, {"Encrypted": "true"},
+                      {"SnapshotId": "snap-zz"}, {"TagSpecification.1.ResourceType": "instance"}]),
+    "DescribeVolumes": ({"VolumeId.1": ("volume", "spare"), "MaxResults": (), "NextToken": ()},
+                        [{"VolumeId.2": "vol-zz"}, {"VolumeId.2": "vol-0123456789abcdef0"}, {"NextToken": "@@"}]),
+    "DescribeVolumeStatus": ({"VolumeId.1": ("volume",), "MaxResults": ()},
+                             [{"VolumeId.1": "vol-zz"}, {"MaxResults": "-1"}]),
+    "DeleteVolume": ({"VolumeId": ("volume", "spare")}, [{"VolumeId": "vol-zz"}, {"VolumeId": "vol-0123456789abcdef0"}]),
+    "AttachVolume": ({"VolumeId": ("volume", "spare"), "InstanceId": ("running", "stopped"), "Device": ()},
+                     [{"Device": "/dev/sda"}, {"VolumeId": "vol-zz"}, {"InstanceId": "i-0123456789abcdef0"}]),
+    "DetachVolume": ({"VolumeId": ("volume", "spare"), "InstanceId": ("running",), "Device": (), "Force": ()},
+                     [{"VolumeId": "vol-zz"}, {"InstanceId": "i-zz"}, {"VolumeId": "vol-0123456789abcdef0"}]),
+    "ModifyVolume": ({"VolumeId": ("volume", "spare"), "Size": (), "VolumeType": ()},
+                     [{"Size": "0"}, {"VolumeType": "io2"}, {"VolumeId": "vol-zz"}]),
+    "CreateSnapshot": ({"VolumeId": ("volume", "spare"), "Description": ()},
+                       [{"VolumeId": "vol-zz"}, {"VolumeId": "vol-0123456789abcdef0"}]),
+    "DescribeSnapshots": ({"SnapshotId.1": ("snapshot",), "Owner.1": (), "MaxResults": ()},
+                          [{"SnapshotId.2": "snap-zz"}, {"Owner.1": "someone"}, {"MaxResults": "3"}]),
+    "DeleteSnapshot": ({"SnapshotId": ("snapshot",)}, [{"SnapshotId": "snap-zz"},
+                                                      {"SnapshotId": "snap-0123456789abcdef0"}]),
 }
 FILTERED = {"DescribeRegions", "DescribeAvailabilityZones", "DescribeImages", "DescribeInstanceTypes",
             "DescribeInstances", "DescribeInstanceStatus", "DescribeKeyPairs", "DescribeAddresses", "DescribeTags",
-            "DescribeSecurityGroups", "DescribeVpcs", "DescribeSubnets", "DescribeNetworkInterfaces"}
+            "DescribeSecurityGroups", "DescribeVpcs", "DescribeSubnets", "DescribeNetworkInterfaces",
+            "DescribeVolumes", "DescribeVolumeStatus", "DescribeSnapshots"}
 
 
 @st.composite
@@ -213,7 +244,8 @@ def requests(draw: st.DrawFn, facts: dict[str, str]) -> dict[str, str]:
         if draw(st.booleans()):
             params[name] = draw(values(facts, *sources))
     if action in FILTERED and draw(st.booleans()):
-        params["Filter.1.Name"] = draw(st.sampled_from(["instance-id", "tag:role", "key-name", "bogus", "name"]))
+        params["Filter.1.Name"] = draw(st.sampled_from(["instance-id", "tag:role", "key-name", "bogus", "name", "size",
+                                                                 "volume-id", "status"]))
         params["Filter.1.Value.1"] = draw(junk())
     mode = draw(st.sampled_from(["dry-run", "poison", "unknown"]))
     if mode == "dry-run":

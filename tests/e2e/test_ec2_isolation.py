@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 from ivfarm import ids
 from ivfarm.store.models import Image
 from tests.e2e.ec2_support import Ec2Site
+from tests.support.polling import poll_until
 
 FAST = {"Delay": 1, "MaxAttempts": 60}
 
@@ -25,6 +26,9 @@ def _state(client: Any) -> dict[str, Any]:
                             for a in client.describe_addresses()["Addresses"]),
         "tags": sorted((t["ResourceId"], t["Key"], t["Value"]) for t in client.describe_tags()["Tags"]),
         "images": sorted(i["ImageId"] for i in client.describe_images()["Images"]),
+        "volumes": sorted((v["VolumeId"], v["State"], v["Size"], tuple(a["InstanceId"] for a in v["Attachments"]))
+                          for v in client.describe_volumes()["Volumes"]),
+        "snapshots": sorted((s["SnapshotId"], s["State"]) for s in client.describe_snapshots()["Snapshots"]),
     }
 
 
@@ -48,7 +52,14 @@ def world(ec2_site: Ec2Site) -> dict[str, Any]:
     (own,) = beta.run_instances(ImageId=ec2_site.ami, MinCount=1, MaxCount=1)["Instances"]
     beta.get_waiter("instance_running").wait(InstanceIds=[own["InstanceId"]], WaiterConfig=FAST)
     (beta_address,) = beta.describe_addresses()["Addresses"]
-    return {"instance": iid, "key_id": key_id, "key_name": "secret-key", "allocation": address["AllocationId"],
+    volume = alpha.create_volume(AvailabilityZone="ivfarm-1-worker", Size=1)["VolumeId"]
+    alpha.attach_volume(VolumeId=volume, InstanceId=iid, Device="/dev/sdf")
+    poll_until(lambda: alpha.describe_volumes(VolumeIds=[volume])["Volumes"][0]["Attachments"][0]["State"]
+               == "attached", 30, 0.2)
+    snapshot = alpha.create_snapshot(VolumeId=volume)["SnapshotId"]
+    alpha.get_waiter("snapshot_completed").wait(SnapshotIds=[snapshot], WaiterConfig=FAST)
+    beta_volume = beta.create_volume(AvailabilityZone="ivfarm-1-worker", Size=1)["VolumeId"]
+    return {"volume": volume, "snapshot": snapshot, "beta_volume": beta_volume, "public_ami": ec2_site.ami,"instance": iid, "key_id": key_id, "key_name": "secret-key", "allocation": address["AllocationId"],
             "public_ip": address["PublicIp"], "association": association, "image": private_ami,
             "beta_instance": own["InstanceId"], "beta_allocation": beta_address["AllocationId"]}
 
@@ -102,6 +113,27 @@ CASES: list[tuple[str, Callable[[Any, str, dict[str, Any]], Any], str, str]] = [
         InstanceId=x, InstanceType={"Value": "m1.small"}), "instance", "instance"),
     ("ModifyInstanceAttribute(protection)", lambda c, x, w: c.modify_instance_attribute(
         InstanceId=x, DisableApiTermination={"Value": True}), "instance", "instance"),
+    ("DescribeVolumes", lambda c, x, w: c.describe_volumes(VolumeIds=[x]), "volume", "volume"),
+    ("DescribeVolumeStatus", lambda c, x, w: c.describe_volume_status(VolumeIds=[x]), "volume", "volume"),
+    ("DeleteVolume", lambda c, x, w: c.delete_volume(VolumeId=x), "volume", "volume"),
+    ("AttachVolume(volume)", lambda c, x, w: c.attach_volume(VolumeId=x, InstanceId=w["beta_instance"],
+                                                             Device="/dev/sdg"), "volume", "volume"),
+    ("AttachVolume(instance)", lambda c, x, w: c.attach_volume(VolumeId=w["beta_volume"], InstanceId=x,
+                                                               Device="/dev/sdg"), "instance", "instance"),
+    ("DetachVolume", lambda c, x, w: c.detach_volume(VolumeId=x), "volume", "volume"),
+    ("ModifyVolume", lambda c, x, w: c.modify_volume(VolumeId=x, Size=2), "volume", "volume"),
+    ("CreateSnapshot", lambda c, x, w: c.create_snapshot(VolumeId=x), "volume", "volume"),
+    ("CreateTags(volume)", lambda c, x, w: c.create_tags(Resources=[x], Tags=[{"Key": "k", "Value": "v"}]),
+     "volume", "volume"),
+    ("DescribeSnapshots", lambda c, x, w: c.describe_snapshots(SnapshotIds=[x]), "snapshot", "snapshot"),
+    ("DeleteSnapshot", lambda c, x, w: c.delete_snapshot(SnapshotId=x), "snapshot", "snapshot"),
+    ("CreateVolume(snapshot)", lambda c, x, w: c.create_volume(AvailabilityZone="ivfarm-1-worker", SnapshotId=x),
+     "snapshot", "snapshot"),
+    ("RunInstances(snapshot)", lambda c, x, w: c.run_instances(
+        ImageId=w["public_ami"], MinCount=1, MaxCount=1,
+        BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"SnapshotId": x}}]), "snapshot", "snapshot"),
+    ("CreateTags(snapshot)", lambda c, x, w: c.create_tags(Resources=[x], Tags=[{"Key": "k", "Value": "v"}]),
+     "snapshot", "snapshot"),
 ]
 # References that are not ids: (case, key of the other farm's value in `world`, an absent value, call)
 REFERENCE_CASES: list[tuple[str, str, str, Callable[[Any, str], Any]]] = [
@@ -158,6 +190,7 @@ def test_lists_show_only_the_farms_own(ec2_site: Ec2Site, world: dict[str, Any])
     assert seen["keys"] == [] and world["image"] not in seen["images"]
     assert world["public_ip"] not in {a[0] for a in seen["addresses"]}
     assert all(t[0] != world["instance"] for t in seen["tags"])
+    assert [v[0] for v in seen["volumes"]] == [world["beta_volume"]] and seen["snapshots"] == []
     beta.delete_key_pair(KeyName=world["key_name"])  # a missing name is fine, and alpha's key stays
     beta.create_key_pair(KeyName=world["key_name"])  # names are per farm
     assert _state(alpha) == before

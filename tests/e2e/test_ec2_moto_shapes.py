@@ -21,6 +21,7 @@ from moto.server import ThreadedMotoServer
 
 from tests.e2e.ec2_support import Ec2Site
 from tests.support.localsite import QueryClient
+from tests.support.polling import poll_until
 
 GENERIC = {"item", "value", "key", "code", "name", "message", "status", "return", "requestId", "state"}
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
@@ -177,6 +178,19 @@ STEPS: list[Step] = [
      lambda x: {}),
     ("AllocateAddress", lambda s: {"Domain": "vpc"}, lambda x: {"allocation": _id(x, "allocationId")}),
     ("DescribeAddresses", lambda s: {"AllocationId.1": s["allocation"]}, lambda x: {}),
+    ("CreateVolume", lambda s: {"AvailabilityZone": s["zone"], "Size": "1", "VolumeType": "gp2",
+                                "TagSpecification.1.ResourceType": "volume", "TagSpecification.1.Tag.1.Key": "Name",
+                                "TagSpecification.1.Tag.1.Value": "shape"}, lambda x: {"volume": _id(x, "volumeId")}),
+    ("DescribeVolumes", lambda s: {"VolumeId.1": s["volume"]}, lambda x: {}),
+    ("AttachVolume", lambda s: {"VolumeId": s["volume"], "InstanceId": s["instance"], "Device": "/dev/sdf"},
+     lambda x: {}),
+    ("CreateSnapshot", lambda s: {"VolumeId": s["volume"], "Description": "shape"},
+     lambda x: {"snapshot": _id(x, "snapshotId")}),
+    ("DescribeSnapshots", lambda s: {"SnapshotId.1": s["snapshot"]}, lambda x: {}),
+    ("ModifyVolume", lambda s: {"VolumeId": s["volume"], "Size": "2"}, lambda x: {}),
+    ("DetachVolume", lambda s: {"VolumeId": s["volume"], "InstanceId": s["instance"]}, lambda x: {}),
+    ("DeleteSnapshot", lambda s: {"SnapshotId": s["snapshot"]}, lambda x: {}),
+    ("DeleteVolume", lambda s: {"VolumeId": s["volume"]}, lambda x: {}),
     ("StopInstances", lambda s: {"InstanceId.1": s["instance"]}, lambda x: {}),
     ("TerminateInstances", lambda s: {"InstanceId.1": s["instance"]}, lambda x: {}),
     ("ReleaseAddress", lambda s: {"AllocationId": s["allocation"]}, lambda x: {}),
@@ -198,16 +212,30 @@ STEPS: list[Step] = [
 
 def test_shapes_match_moto_and_botocore(ec2_site: Ec2Site, moto: QueryClient, moto_ami: str) -> None:
     ours, theirs = ec2_site.raw("beta"), moto
-    found_ours: dict[str, str] = {"ami": ec2_site.ami}
-    found_theirs: dict[str, str] = {"ami": moto_ami}
+    found_ours: dict[str, str] = {"ami": ec2_site.ami, "zone": "ivfarm-1-worker"}
+    found_theirs: dict[str, str] = {"ami": moto_ami, "zone": "us-east-1a"}
+    client = ec2_site.client("beta")
+    fast = {"Delay": 1, "MaxAttempts": 30}
+    waits: dict[str, Callable[[], None]] = {  # ivfarm answers at once, as EC2: let the work finish first
+        "StopInstances": lambda: client.get_waiter("instance_running").wait(
+            InstanceIds=[found_ours["instance"]], WaiterConfig=fast),
+        "AttachVolume": lambda: client.get_waiter("instance_running").wait(
+            InstanceIds=[found_ours["instance"]], WaiterConfig=fast),
+        "CreateSnapshot": lambda: poll_until(lambda: [a["State"] for a in client.describe_volumes(
+            VolumeIds=[found_ours["volume"]])["Volumes"][0]["Attachments"]] == ["attached"], 30, 0.2),
+        "DetachVolume": lambda: client.get_waiter("snapshot_completed").wait(
+            SnapshotIds=[found_ours["snapshot"]], WaiterConfig=fast),
+        "DeleteVolume": lambda: client.get_waiter("volume_available").wait(VolumeIds=[found_ours["volume"]],
+                                                                          WaiterConfig=fast),
+        "CreateImage": lambda: client.get_waiter("instance_running").wait(
+            InstanceIds=[found_ours["instance"]], WaiterConfig=fast),
+        "DeregisterImage": lambda: client.get_waiter("image_available").wait(  # a pending image cannot go yet
+            ImageIds=[found_ours["image"]], WaiterConfig=fast),
+    }
     compared = 0
     for action, params, remember in STEPS:
-        if action in ("StopInstances", "CreateImage"):  # ivfarm answers at once, as EC2; let it come up first
-            ec2_site.client("beta").get_waiter("instance_running").wait(
-                InstanceIds=[found_ours["instance"]], WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-        if action == "DeregisterImage":  # a pending image cannot be deregistered yet
-            ec2_site.client("beta").get_waiter("image_available").wait(
-                ImageIds=[found_ours["image"]], WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+        if action in waits:
+            waits[action]()
         mine = call(ours, {"Action": action, **params(found_ours)})
         reference = call(theirs, {"Action": action, **params(found_theirs)})
         conforms(mine, action)

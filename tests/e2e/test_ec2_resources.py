@@ -207,7 +207,8 @@ def test_tags(ec2_site: Ec2Site) -> None:
         ([{"Key": "aws:name", "Value": "x"}], [iid], "InvalidParameterValue"),
         ([{"Key": "k" * 129, "Value": "x"}], [iid], "InvalidParameterValue"),
         ([{"Key": "k", "Value": "v" * 257}], [iid], "InvalidParameterValue"),
-        ([{"Key": "k", "Value": "v"}], ["vol-0123456789abcdef0"], "InvalidID"),
+        ([{"Key": "k", "Value": "v"}], ["vpn-0123456789abcdef0"], "InvalidID"),
+        ([{"Key": "k", "Value": "v"}], ["vol-0123456789abcdef0"], "InvalidVolume.NotFound"),
         ([{"Key": "k", "Value": "v"}], ["i-0123456789abcdef0"], "InvalidInstanceID.NotFound"),
     ):
         with pytest.raises(ClientError) as excinfo:

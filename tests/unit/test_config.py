@@ -64,7 +64,8 @@ def test_unknown_key_lookup_is_an_error(tmp_path: Path) -> None:
 
 OLD_DEFAULTS = {  # the tree before the schema existed: the schema's defaults must not drift from it
     "state_dir": "/var/lib/ivfarm", "cloud_id": "ivfarm", "database": None, "secret_key_file": None,
-    "hypervisor": {"domain_type": "qemu", "machine": "pc", "shutdown_timeout_s": 30, "cpu_allocation_ratio": 1.0,
+    "hypervisor": {"domain_type": "qemu", "machine": "pc", "shutdown_timeout_s": 30, "detach_timeout_s": 20,
+                   "cpu_allocation_ratio": 1.0,
                    "memory_allocation_ratio": 1.0, "disk_gb": 500},
     "scheduler": {"worker_policy": "pack", "service_policy": "stripe"},
     "storage": {
@@ -93,7 +94,8 @@ OLD_DEFAULTS = {  # the tree before the schema existed: the schema's defaults mu
                     "known_hosts": None, "ssh_allow_from": None},
     },
     "provisioner": {"per_host": 4, "per_farm": 8, "poll_s": 1.0},
-    "quota_defaults": {"instances": 4, "vcpus": 8, "memory_mb": 16384, "disk_gb": 200, "addresses": 1},
+    "quota_defaults": {"instances": 4, "vcpus": 8, "memory_mb": 16384, "disk_gb": 200, "addresses": 1,
+                       "volumes": 20, "volume_gb": 500},
     "mjf": {"wall_limit_s": None, "grace_s": None},
     "ec2": {"listen": "127.0.0.1:8773", "region": "ivfarm-1", "zones": {"worker": None, "service": None},
             "provision_workers": 4, "terminated_visible_s": 3600,

@@ -46,7 +46,10 @@ def test_all_or_nothing_and_other_farms_resources_are_absent(cloud: Cloud, world
     with pytest.raises(NotFound):
         tags.create_tags(cloud, beta, [instance], {"a": "b"})
     with pytest.raises(tags.UnknownResource):
+        tags.create_tags(cloud, alpha, [instance, "vpn-0123456789abcdef0"], {"a": "b"})
+    with pytest.raises(NotFound) as excinfo:  # volumes are taggable: an absent one is not found
         tags.create_tags(cloud, alpha, [instance, "vol-0123456789abcdef0"], {"a": "b"})
+    assert excinfo.value.kind == "volume"
     assert listed(cloud, alpha) == set()
 
 

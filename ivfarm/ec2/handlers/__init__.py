@@ -10,9 +10,11 @@ from ivfarm.ec2.handlers import (
     metadata_options,
     regions,
     security_groups,
+    snapshots,
     tags,
+    volumes,
     vpc,
 )
 
-__all__ = ["addresses", "farm_images", "images", "instance_attributes", "instances", "keypairs", "lifecycle", "metadata_options", "regions",
-           "security_groups", "tags", "vpc"]
+__all__ = ["addresses", "farm_images", "images", "instance_attributes", "instances", "keypairs", "lifecycle",
+           "metadata_options", "regions", "security_groups", "snapshots", "tags", "volumes", "vpc"]

@@ -19,6 +19,7 @@ from ivfarm.ec2.handlers.common import id_list, tag_specifications, visible_seco
 from ivfarm.ec2.handlers.metadata_options import read_options
 from ivfarm.ec2.params import Params
 from ivfarm.ec2.queries import (
+    attachments,
     boot_images,
     check_ids,
     public_ips,
@@ -31,13 +32,15 @@ from ivfarm.ec2.serializer import timestamp
 from ivfarm.ec2.views.common import STATE_CODES, ec2_state
 from ivfarm.ec2.views.instances import ROOT_DEVICE, Related, reservation, reservations, status_item
 from ivfarm.errors import NotFound, PoolExhausted
-from ivfarm.services.compute import instances
+from ivfarm.services.compute import instances, launch_volumes, volume_records
 from ivfarm.services.tenancy import security_groups
 from ivfarm.store.models import Instance, KeyPair
 
 MAX_BATCH = 1000
 USER_DATA_LIMIT = 16 * 1024
 _HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}")
+_EPHEMERAL = re.compile(r"ephemeral[0-9]{1,2}")
+ROOT_DEVICES = (ROOT_DEVICE, "/dev/sda", "/dev/sda1", "/dev/xvda")
 
 
 class Candidate(NamedTuple):
@@ -115,6 +118,43 @@ def user_data_param(raw: str | None) -> bytes | None:
     return data
 
 
+def _block_devices(p: Params) -> tuple[int | None, list[launch_volumes.ExtraVolume]]:
+    """``BlockDeviceMapping.N``: the root disk's size, extra volumes, the flavor's ephemeral disks."""
+    root: int | None = None
+    extra: list[launch_volumes.ExtraVolume] = []
+    for mapping in p.structs("BlockDeviceMapping"):
+        device = mapping.required("DeviceName", max_length=32)
+        virtual = mapping.string("VirtualName", max_length=32)
+        skip = mapping.has("NoDevice")
+        mapping.string("NoDevice", max_length=8)
+        ebs = mapping.struct("Ebs")
+        size = ebs.integer("VolumeSize", minimum=1, maximum=volume_records.MAX_SIZE_GB)
+        snapshot = ebs.string("SnapshotId", max_length=64)
+        remove = ebs.boolean("DeleteOnTermination", default=True)
+        volume_type = ebs.choice("VolumeType", volume_records.VOLUME_TYPES) or "gp2"
+        ebs.integer("Iops", minimum=0)
+        ebs.integer("Throughput", minimum=0)
+        if ebs.boolean("Encrypted"):
+            raise Ec2Error("InvalidParameterValue", "Encrypted volumes are not supported here")
+        if skip:
+            continue
+        if virtual is not None:  # the flavor's ephemeral disk (vdb): always there when the flavor has one
+            if not _EPHEMERAL.fullmatch(virtual):
+                raise invalid_value("BlockDeviceMapping.VirtualName", virtual, "expected ephemeralN")
+            continue
+        if device in ROOT_DEVICES:
+            if snapshot is not None:
+                raise Ec2Error("InvalidParameterValue", "The root volume comes from the image, not a snapshot")
+            root = size
+            continue
+        if snapshot is not None:
+            check_ids("snapshot", [snapshot])
+        if size is None and snapshot is None:
+            raise Ec2Error("MissingParameter", f"The request must contain the parameter size or snapshotId for {echo(device)}")
+        extra.append(launch_volumes.ExtraVolume(device, size, snapshot, remove, volume_type))
+    return root, extra
+
+
 def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
     image_id = p.required("ImageId", max_length=64)
     flavor = p.string("InstanceType", max_length=64) or "m1.small"
@@ -136,6 +176,7 @@ def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
     protected = p.boolean("DisableApiTermination")
     tags = tag_specifications(p, "instance")
     options = read_options(p.struct("MetadataOptions"))
+    root_gb, volumes = _block_devices(p)
     p.done()
     if subnet is not None and subnet != ctx.subnet_id:
         raise Ec2Error("InvalidSubnetID.NotFound", f"The subnet ID '{echo(subnet)}' does not exist")
@@ -154,7 +195,7 @@ def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
         name=name if name and _HOSTNAME.fullmatch(name) else None, farm_id=ctx.farm_id, key_name=key_name,
         user_data=user_data, client_token=client_token, metadata_options=options, tags=tags, dry_run=ctx.dry_run,
         group_ids=group_ids, group_names=group_names, private_ip=private_ip, shutdown_behavior=behavior or "stop",
-        disable_api_termination=protected, request_id=ctx.request_id,
+        disable_api_termination=protected, request_id=ctx.request_id, root_gb=root_gb, volumes=volumes,
     )
 
 
@@ -219,7 +260,8 @@ def load_rows(ctx: RequestContext, instance_ids: list[str]) -> tuple[list[Any], 
         related = Related(ctx.zone_for, tags_of(session, ctx.farm_id, "instance", instance_ids or None),
                           public_ips(session, ctx.farm_id), boot_images(session, {r.image_id for r in rows}),
                           security_groups.memberships(session, ctx.farm_id, instance_ids or None),
-                          vpc_id=ctx.vpc_id, subnet_id=ctx.subnet_id, owner_id=ctx.owner_id)
+                          vpc_id=ctx.vpc_id, subnet_id=ctx.subnet_id, owner_id=ctx.owner_id,
+                          volumes=attachments(session, ctx.farm_id))
     return rows, related
 
 

@@ -81,6 +81,8 @@ def _attributes(farm: Farm) -> dict[str, list[str]]:
         "max-vcpus": [str(farm.quota_vcpus)],
         "max-memory-mib": [str(farm.quota_memory_mb)],
         "max-disk-gib": [str(farm.quota_disk_gb)],
+        "max-volumes": [str(farm.quota_volumes)],
+        "max-volume-gib": [str(farm.quota_volume_gb)],
     }
 
 

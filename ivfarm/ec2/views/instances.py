@@ -24,6 +24,14 @@ class Related:
     vpc_id: str | None = None  # the farm's VPC and subnet
     subnet_id: str | None = None
     owner_id: str | None = None
+    volumes: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # instance -> attached volume rows
+
+
+def _block_devices(related: Related, instance_id: str) -> list[dict[str, Any]]:
+    """``blockDeviceMapping``: the instance's attached volumes."""
+    return [{"deviceName": v.device, "ebs": {"volumeId": v.id, "status": v.attach_state, "attachTime": v.attach_time,
+                                            "deleteOnTermination": bool(v.delete_on_termination)}}
+            for v in related.volumes.get(instance_id, ())]
 
 
 def _state_reason(reason: str) -> dict[str, str] | None:
@@ -98,7 +106,7 @@ def instance_item(row: Any, related: Related) -> dict[str, Any]:
         "architecture": "x86_64",
         "rootDeviceType": "ebs",
         "rootDeviceName": ROOT_DEVICE,
-        "blockDeviceMapping": [],
+        "blockDeviceMapping": _block_devices(related, row.id),
         "virtualizationType": "hvm",
         "clientToken": row.client_token or "",
         "tagSet": tag_set(related.tags.get(row.id)),

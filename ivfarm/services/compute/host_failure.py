@@ -43,7 +43,7 @@ from sqlalchemy import select
 
 from drivers.storage.base import disk_names
 from ivfarm.errors import HypervisorError, InvalidInput, IvfarmError, TransitionLost
-from ivfarm.services.compute import provisioning
+from ivfarm.services.compute import provisioning, volume_work
 from ivfarm.services.compute.instances import set_state
 from ivfarm.services.compute.placement import place_on, reserve
 from ivfarm.services.runtime import journal
@@ -260,6 +260,7 @@ def _recreate(cloud: CloudContext, failed: str, instance_id: str, state: str, re
     if isinstance(reserved, InstanceRecovery):
         return reserved
     target = reserved[0]
+    volume_work.leave_behind(cloud, instance_id)  # its volumes stay in the failed host's pool
     set_state(cloud, instance_id, S.PENDING, reason, expect=(state,))
     try:
         provisioning.provision(cloud, instance_id)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from ivfarm import ids
 from ivfarm.errors import InvalidInput, InvalidState, NotFound, Unavailable
-from ivfarm.services.compute import metadata_options
+from ivfarm.services.compute import launch_volumes, metadata_options
 from ivfarm.services.compute.hosts import capacities
 from ivfarm.services.compute.metadata_options import MetadataOptions
 from ivfarm.services.compute.scheduler import Request, Scheduler
@@ -67,6 +67,8 @@ class LaunchRequest:
     private_ip: str | None = None  # the farm address to take (one instance only)
     shutdown_behavior: str = "stop"  # what a poweroff from inside the guest does: stop | terminate
     disable_api_termination: bool = False  # TerminateInstances refuses the instance while set
+    root_gb: int | None = None  # the root disk's size (BlockDeviceMapping of the root device); None: the flavor's
+    volumes: list[launch_volumes.ExtraVolume] = field(default_factory=list)
 
 
 def disk_gb_for(image: Image, flavor: Flavor) -> int:
@@ -157,6 +159,11 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
         if flavor is None:
             raise NotFound("flavor", request.flavor)
         disk_gb = disk_gb_for(image, flavor)
+        if request.root_gb is not None:
+            if request.root_gb < disk_gb - flavor.ephemeral_gb:
+                raise InvalidInput(f"Volume of size {request.root_gb}GiB is smaller than the image's "
+                                   f"{disk_gb - flavor.ephemeral_gb}GiB")
+            disk_gb = request.root_gb + flavor.ephemeral_gb
         farm = cloud.store.lock_farm(session, request.farm_id) if request.farm_id is not None else None
         count = request.count
         groups: list[str] = []
@@ -166,8 +173,12 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
             groups = security_groups.resolve_groups(cloud, session, farm.id, request.group_ids, request.group_names)
             count = quotas.admissible_count(session, farm, flavor.vcpus, flavor.memory_mb, disk_gb,
                                             request.count, request.min_count or request.count)
+        planned = launch_volumes.plan(cloud, session, request.farm_id, request.host_class, request.volumes)
+        if farm is not None and planned.volumes:
+            quotas.check_volumes(session, farm, count * len(planned.volumes), count * planned.size_gb)
         cloud.store.lock_scheduler(session)
-        hosts = capacities(cloud, session, request.host_class)
+        hosts = [h for h in capacities(cloud, session, request.host_class)
+                 if planned.host is None or h.name == planned.host]
         wanted = Request(flavor.vcpus, flavor.memory_mb, disk_gb, request.host_class)
         placed = Scheduler.from_config(cloud.config).place([wanted] * count, hosts)
         if request.dry_run:
@@ -201,6 +212,8 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
             jobs.enqueue(session, "provision", instance_id=instance_id, farm_id=request.farm_id,
                          host_id=host_ids[host.name], payload={"request": request.request_id})
         session.flush()
+        for instance in instances:
+            launch_volumes.record(session, instance, planned)
         for instance in instances:
             security_groups.join_groups(session, instance.id, groups)
         if farm is not None:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from drivers.storage.base import Disk, disk_names
 from ivfarm.errors import HypervisorError, InvalidState, IvfarmError, TransitionLost
-from ivfarm.services.compute import hosts, provisioning
+from ivfarm.services.compute import hosts, provisioning, volume_records
 from ivfarm.services.compute.instances import domain_name, set_state
 from ivfarm.services.compute.placement import Move, place_on, reserve
 from ivfarm.services.network import firewall
@@ -63,6 +63,9 @@ def _mode(cloud: CloudContext, move: Move) -> str:
 
 def migrate(cloud: CloudContext, instance_id: str, to: str | None = None) -> MigrationResult:
     """Move an instance to host ``to`` or to the scheduler's choice; returns what was done."""
+    with cloud.store.read() as session:  # migrations do not carry volumes (docs/ec2.md)
+        if volume_records.attached_volumes(session, instance_id):
+            raise InvalidState(f"instance {instance_id} has volumes attached: detach them before moving it")
     started = time.monotonic()
     with journal.operation(cloud, "migrate", instance_id):
         move = reserve(cloud, instance_id, to, MOVABLE)

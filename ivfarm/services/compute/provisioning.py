@@ -14,10 +14,10 @@ from sqlalchemy import select
 
 from contextualization.metadata import meta_data, network_config_v2
 from contextualization.seed import build_seed
-from drivers.hypervisor.domain_xml import DomainSpec, Nic, render_domain
+from drivers.hypervisor.domain_xml import DomainSpec, Nic, VolumeDisk, render_domain
 from drivers.storage.base import BaseImage, Disk, disk_names
 from ivfarm.errors import InvalidState, IvfarmError, TransitionLost
-from ivfarm.services.compute import instances
+from ivfarm.services.compute import instances, volume_work
 from ivfarm.services.compute.instances import GIB, domain_name, get_instance, mjf_urls, set_state
 from ivfarm.services.network import farm_network, firewall
 from ivfarm.services.network.routers import sync_router
@@ -114,7 +114,8 @@ def _build(cloud: CloudContext, plan: _Plan) -> None:
         ephemeral = storage.create_blank(plan.uri, disk_names(plan.instance_id)[1], plan.ephemeral_gb * GIB)
         plan.undo.append(lambda: storage.delete(plan.uri, ephemeral.name))
         disks.append(ephemeral)
-    _define(cloud, plan, disks, start=True)
+    volumes = volume_work.build_for_launch(cloud, plan.instance_id, plan.uri, plan.undo)  # BlockDeviceMapping
+    _define(cloud, plan, disks, start=True, volumes=volumes)
 
 
 def _host_side(cloud: CloudContext, plan: _Plan) -> tuple[str, list[Nic]]:
@@ -132,14 +133,18 @@ def _host_side(cloud: CloudContext, plan: _Plan) -> tuple[str, list[Nic]]:
     return seed_path, nics
 
 
-def _define(cloud: CloudContext, plan: _Plan, disks: list[Disk], start: bool) -> None:
+def _define(cloud: CloudContext, plan: _Plan, disks: list[Disk], start: bool,
+            volumes: list[VolumeDisk] | None = None) -> None:
     seed_path, nics = _host_side(cloud, plan)
+    if volumes is None:  # a redefinition keeps the attached volumes this host reaches
+        volumes = volume_work.attached_disks(cloud, plan.instance_id, plan.uri)
     features = cloud.hypervisor.features(plan.uri)
     spec = DomainSpec(
         name=domain_name(plan.instance_id), instance_id=plan.instance_id, cloud=cloud.cloud_id, farm=plan.farm_name,
         flavor=plan.flavor, image_id=plan.image.image_id, vcpus=plan.vcpus, memory_mb=plan.memory_mb,
         domain_type=features.domain_type, machine=cloud.config.get("hypervisor.machine"),
-        kernel=plan.kernel, initrd=plan.initrd, cmdline=plan.cmdline, disks=tuple(disks), seed=seed_path,
+        kernel=plan.kernel, initrd=plan.initrd, cmdline=plan.cmdline, disks=tuple(disks), volumes=tuple(volumes),
+        seed=seed_path,
         nics=tuple(nics), console_log=cloud.consoles.path(f"{plan.instance_id}.log"),
     )
     cloud.hypervisor.define_and_start(plan.uri, render_domain(spec), start)
@@ -214,6 +219,7 @@ def provision(cloud: CloudContext, instance_id: str) -> None:
         _build(cloud, plan)
     except Exception as exc:
         _rollback(plan)
+        volume_work.launched(cloud, instance_id, ok=False)
         try:
             set_state(cloud, instance_id, S.TERMINATED, LAUNCH_FAILED, expect=(S.PENDING,))
         except TransitionLost as lost:  # terminated meanwhile: that is why the build failed, and it stays
@@ -227,9 +233,11 @@ def provision(cloud: CloudContext, instance_id: str) -> None:
         raise IvfarmError(f"provisioning {instance_id} failed: {exc}") from exc
     try:
         set_state(cloud, instance_id, S.RUNNING, expect=(S.PENDING,))
+        volume_work.launched(cloud, instance_id, ok=True)
     except TransitionLost as lost:  # terminated (or failed over) while we were building it
         log.info("provisioning of %s gave way: %s; removing what it built", instance_id, lost)
         _rollback(plan)
+        volume_work.launched(cloud, instance_id, ok=False)
         if plan.nic is not None:
             farm_network.detach(cloud, plan.nic)
         if lost.found not in (S.SHUTTING_DOWN, S.TERMINATED):
@@ -272,6 +280,7 @@ def teardown(cloud: CloudContext, instance_id: str,
             storage.delete(uri, name)
         cloud.seeds.delete(uri, f"{instance_id}.iso")
         cloud.consoles.delete(uri, f"{instance_id}.log")
+    volume_work.release(cloud, instance_id, uri)  # DeleteOnTermination volumes go, the others stay
     try:  # elastic IPs are disassociated by the same transaction
         set_state(cloud, instance_id, S.TERMINATED, reason, expect=(S.SHUTTING_DOWN,))
     except TransitionLost as lost:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from ivfarm import ids
 from ivfarm.errors import AlreadyExists, InvalidInput, NetworkError, NotFound, PoolExhausted
+from ivfarm.services.compute import volume_work
 from ivfarm.services.compute.provisioning import begin_terminate, teardown
 from ivfarm.services.farms import grid_identity
 from ivfarm.services.farms.elastic_ips import next_public_ips
@@ -28,7 +29,9 @@ from ivfarm.store.models import (
     KeyPair,
     LaunchPermission,
     PortForward,
+    Snapshot,
     Tag,
+    Volume,
     utcnow,
 )
 from vrouter.base import RouterBackend
@@ -192,6 +195,8 @@ def _delete_rows(cloud: CloudContext, farm_id: int) -> None:
         session.execute(delete(KeyPair).where(KeyPair.farm_id == farm_id))
         session.execute(delete(PortForward).where(PortForward.farm_id == farm_id))
         security_groups.drop_farm_groups(session, farm_id)
+        session.execute(delete(Volume).where(Volume.farm_id == farm_id))
+        session.execute(delete(Snapshot).where(Snapshot.farm_id == farm_id))
         if instance_ids:
             session.execute(delete(Instance).where(Instance.id.in_(instance_ids)))
         session.execute(delete(LaunchPermission).where(LaunchPermission.farm_id == farm_id))
@@ -224,6 +229,7 @@ def _delete_farm(cloud: CloudContext, name: str) -> int:
     for instance_id in live:
         begin_terminate(cloud, instance_id)
         teardown(cloud, instance_id)
+    volume_work.purge_farm(cloud, farm_id)
     reachable = []
     for uri in uris:
         try:

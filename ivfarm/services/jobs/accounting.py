@@ -2,7 +2,7 @@
 
 Each ``collect`` closes, for every instance and elastic IP, the interval since its previous sample
 (or its launch / allocation) and records whether its domain was running then, so a site can hand
-wall hours, vCPU-hours, memory GB-hours, disk GB-hours and elastic-IP hours to its grid's
+wall hours, vCPU-hours, memory GB-hours, disk GB-hours, elastic-IP hours and volume GB-hours to its grid's
 accounting as APEL does for batch jobs. For a running domain it also keeps libvirt's cumulative
 counters (CPU time, NIC bytes) with the host and boot they belong to, and records what they grew
 by since the previous sample; a domain that started again or moved host since then counts from
@@ -22,7 +22,7 @@ from ivfarm.errors import InvalidInput
 from ivfarm.services.runtime.context import CloudContext
 from ivfarm.services.runtime.inventory import SeenDomain, scan
 from ivfarm.services.runtime.locks import job_lock
-from ivfarm.store.models import Address, Farm, Instance, UsageRecord, utcnow
+from ivfarm.store.models import Address, Farm, Instance, UsageRecord, Volume, utcnow
 
 HOUR = 3600.0
 
@@ -131,7 +131,24 @@ def collect(cloud: CloudContext, now: dt.datetime | None = None) -> CollectResul
                                         kind="address", start=start, end=now, running=True))
                 records += 1
                 addresses_seen += 1
+            records += _volumes(session, last, farm_names, now)
     return CollectResult(records, instances_seen, addresses_seen, tuple(sorted(inventory.unreachable)))
+
+
+def _volumes(session: Session, last: dict[str, Latest], farm_names: dict[int, str],
+             now: dt.datetime) -> int:
+    """Record the GB every volume held since its previous sample (or its creation), up to its deletion."""
+    added = 0
+    for volume in session.scalars(select(Volume).where((Volume.state != "deleted") | (Volume.deleted_at.is_not(None)))):
+        previous = last.get(volume.id)
+        start = previous.end if previous else volume.created_at
+        end = min(volume.deleted_at or now, now)
+        if end <= start:
+            continue
+        session.add(UsageRecord(farm_name=farm_names.get(volume.farm_id, ""), resource_id=volume.id, kind="volume",
+                                start=start, end=end, disk_gb=volume.size_gb, running=True))
+        added += 1
+    return added
 
 
 @dataclass(frozen=True)
@@ -146,6 +163,7 @@ class UsageLine:
     memory_gb_hours: float
     disk_gb_hours: float
     eip_hours: float
+    volume_gb_hours: float = 0.0
 
 
 def report(cloud: CloudContext, farm: str | None = None, since: dt.datetime | None = None,
@@ -160,7 +178,7 @@ def report(cloud: CloudContext, farm: str | None = None, since: dt.datetime | No
         query = query.where(UsageRecord.end > since)
     if until:
         query = query.where(UsageRecord.start < until)
-    sums: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0] * 5)
+    sums: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0] * 6)
     resources: dict[tuple[str, str], set[str]] = defaultdict(set)
     with cloud.store.read() as session:
         for record in session.scalars(query):
@@ -171,6 +189,9 @@ def report(cloud: CloudContext, farm: str | None = None, since: dt.datetime | No
             totals = sums[key]
             if record.kind == "address":
                 totals[4] += hours
+                continue
+            if record.kind == "volume":
+                totals[5] += hours * record.disk_gb
                 continue
             resources[key].add(record.resource_id)
             if record.running:

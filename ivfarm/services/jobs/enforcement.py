@@ -133,8 +133,9 @@ def enforce(cloud: CloudContext, policy: str = "report", dry_run: bool = False) 
                     for f in farms}
         for farm in farms:
             rows = rows_by_farm[farm.id]
-            limits = quotas.limits(farm).as_dict()
             usage = recount(inventory, rows, eips[farm.id])
+            # what runs is recounted; volumes are allocated atomically and never exceed their quota
+            limits = {name: value for name, value in quotas.limits(farm).as_dict().items() if name in usage}
             verdict = FarmVerdict(farm.name, usage, limits, [r for r in limits if usage[r] > limits[r]])
             result.farms.append(verdict)
             if not verdict.over:

@@ -15,7 +15,8 @@ from collections.abc import Callable
 import psycopg
 
 from ivfarm.errors import InvalidState, TransitionLost
-from ivfarm.services.compute import image_capture, instance_attributes, instances, migration, provisioning
+from ivfarm.services.compute import image_capture, instance_attributes, instances, migration, provisioning, volume_work
+from ivfarm.services.compute.volume_records import JOB_KINDS as VOLUME_JOBS
 from ivfarm.services.network.routers import sync_router
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
@@ -48,6 +49,8 @@ def run_job(cloud: CloudContext, job: Claimed) -> None:
         migration.migrate(cloud, instance_id, to=job.payload.get("to"))
     elif job.kind == image_capture.KIND:
         image_capture.create_image(cloud, str(job.payload["image"]), instance_id, bool(job.payload.get("restart")))
+    elif job.kind in VOLUME_JOBS:
+        volume_work.run(cloud, job.kind, job.payload)
     elif job.kind == jobs.ROUTER_SYNC and job.farm_id is not None:
         sync_router(cloud, job.farm_id)
     else:

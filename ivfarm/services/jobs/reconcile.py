@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from drivers.storage.base import disk_names
 from ivfarm.errors import IvfarmError, TransitionLost
-from ivfarm.services.compute import drains, image_capture, instances, provisioning
+from ivfarm.services.compute import drains, image_capture, instances, provisioning, volume_repair
 from ivfarm.services.compute.host_failure import check_hosts
 from ivfarm.services.farms import lifecycle
 from ivfarm.services.images import sharing
@@ -219,6 +219,12 @@ class _Run:
             raise
         instances.set_state(self.cloud, instance_id, S.RUNNING, expect=(S.PENDING,))
 
+    # -- volumes and snapshots -----------------------------------------------------------
+    def volumes(self) -> None:
+        for item in volume_repair.stuck(self.cloud):
+            self.act(item.kind, item.ident, f"left {item.state} with no job working on it", item.action,
+                     lambda i=item: volume_repair.repair(self.cloud, i))
+
     # -- orphans ---------------------------------------------------------------------------
     def orphans(self) -> None:
         with self.cloud.store.read() as session:
@@ -342,6 +348,7 @@ def reconcile(cloud: CloudContext, dry_run: bool = False) -> ReconcileReport:
         run = _Run(cloud, dry_run)
         run.farms()
         run.instances()
+        run.volumes()
         run.orphans()
         run.drains()
         run.images()

@@ -1,4 +1,4 @@
-"""Per-farm quotas: instances, vCPUs, memory, disk and elastic IPs.
+"""Per-farm quotas: instances, vCPUs, memory, disk, elastic IPs, volumes and volume GB.
 
 Checks run inside the caller's write transaction after the farm row is locked
 (``Store.lock_farm``), so no interleaving of concurrent requests can pass the last free slot.
@@ -13,11 +13,13 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from ivfarm.errors import InvalidInput, QuotaExceeded
-from ivfarm.store.models import ACTIVE_STATES, LIVE_STATES, Address, Farm, Instance
+from ivfarm.store.models import ACTIVE_STATES, LIVE_STATES, Address, Farm, Instance, Volume
 
 # Instances that hold CPU and memory (stopped ones keep only their disk, as on EC2).
 COUNTED_STATES = (*ACTIVE_STATES, "shutting-down")
-RESOURCES = ("instances", "vcpus", "memory_mb", "disk_gb", "addresses")
+RESOURCES = ("instances", "vcpus", "memory_mb", "disk_gb", "addresses", "volumes", "volume_gb")
+# Volumes that hold storage (a volume being deleted still does until its disk is gone).
+VOLUME_STATES = ("creating", "available", "in-use", "deleting", "error")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class Usage:
     memory_mb: int = 0
     disk_gb: int = 0
     addresses: int = 0
+    volumes: int = 0
+    volume_gb: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -36,7 +40,8 @@ class Usage:
 
 def limits(farm: Farm) -> Usage:
     """The farm's quota limits."""
-    return Usage(farm.quota_instances, farm.quota_vcpus, farm.quota_memory_mb, farm.quota_disk_gb, farm.quota_addresses)
+    return Usage(farm.quota_instances, farm.quota_vcpus, farm.quota_memory_mb, farm.quota_disk_gb, farm.quota_addresses,
+                 farm.quota_volumes, farm.quota_volume_gb)
 
 
 def usage(session: Session, farm_id: int) -> Usage:
@@ -51,7 +56,12 @@ def usage(session: Session, farm_id: int) -> Usage:
     addresses = session.scalar(
         select(func.count()).select_from(Address).where(Address.farm_id == farm_id, Address.role == "elastic", Address.allocated.is_(True))
     )
-    return Usage(int(active[0]), int(active[1]), int(active[2]), int(active[3]), int(addresses or 0))
+    volumes = session.execute(
+        select(func.count(), func.coalesce(func.sum(Volume.size_gb), 0))
+        .where(Volume.farm_id == farm_id, Volume.state.in_(VOLUME_STATES))
+    ).one()
+    return Usage(int(active[0]), int(active[1]), int(active[2]), int(active[3]), int(addresses or 0),
+                 int(volumes[0]), int(volumes[1]))
 
 
 def admissible_count(session: Session, farm: Farm, vcpus: int, memory_mb: int, disk_gb: int,
@@ -83,6 +93,16 @@ def check_address(session: Session, farm: Farm) -> None:
     used, limit = usage(session, farm.id), limits(farm)
     if used.addresses + 1 > limit.addresses:
         raise QuotaExceeded("addresses", limit.addresses, used.addresses, 1)
+
+
+def check_volumes(session: Session, farm: Farm, count: int, size_gb: int) -> None:
+    """Raise QuotaExceeded when the farm may not hold ``count`` more volumes of ``size_gb`` GB in all
+    (``count`` 0: a volume growing by ``size_gb``)."""
+    used, limit = usage(session, farm.id), limits(farm)
+    if used.volumes + count > limit.volumes:
+        raise QuotaExceeded("volumes", limit.volumes, used.volumes, count)
+    if used.volume_gb + size_gb > limit.volume_gb:
+        raise QuotaExceeded("volume_gb", limit.volume_gb, used.volume_gb, size_gb)
 
 
 def validate_limits(values: dict[str, int | None]) -> dict[str, int]:

@@ -15,14 +15,14 @@ from sqlalchemy.orm import Session
 from ivfarm import ids
 from ivfarm.errors import InvalidInput, NotFound
 from ivfarm.services.runtime.context import CloudContext
-from ivfarm.store.models import Address, Image, Instance, KeyPair, SecurityGroup, Tag
+from ivfarm.store.models import Address, Image, Instance, KeyPair, SecurityGroup, Snapshot, Tag, Volume
 
 MAX_TAGS = 50
 MAX_KEY = 128
 MAX_VALUE = 256
 # id kind (ivfarm.ids) -> EC2 resource type
 RESOURCE_TYPES = {"instance": "instance", "keypair": "key-pair", "allocation": "elastic-ip", "image": "image",
-                  "security_group": "security-group"}
+                  "security_group": "security-group", "volume": "volume", "snapshot": "snapshot"}
 
 
 class TagLimitExceeded(InvalidInput):
@@ -75,6 +75,11 @@ def _existing(session: Session, farm_id: int, kind: str, wanted: list[str],
         query = select(KeyPair.id).where(KeyPair.farm_id == farm_id, KeyPair.id.in_(wanted))
     elif kind == "security_group":
         query = select(SecurityGroup.id).where(SecurityGroup.farm_id == farm_id, SecurityGroup.id.in_(wanted))
+    elif kind == "volume":
+        query = select(Volume.id).where(Volume.farm_id == farm_id, Volume.id.in_(wanted), Volume.state != "deleted")
+    elif kind == "snapshot":
+        query = select(Snapshot.id).where(Snapshot.farm_id == farm_id, Snapshot.id.in_(wanted),
+                                          Snapshot.state != "deleted")
     elif kind == "allocation":
         query = select(Address.allocation_id).where(
             Address.farm_id == farm_id, Address.allocated.is_(True), Address.allocation_id.in_(wanted))

@@ -1,7 +1,7 @@
 """request_signatures: the replay guard every API worker and controller shares
 
 Revision ID: 0013_request_signatures
-Revises: 0012_host_underlay_address
+Revises: 0009_volumes_and_snapshots
 Create Date: 2026-12-02 16:30:00
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0013_request_signatures'
-down_revision = '0012_host_underlay_address'
+down_revision = '0009_volumes_and_snapshots'
 branch_labels = None
 depends_on = None
 
