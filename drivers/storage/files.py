@@ -44,8 +44,12 @@ class HostFiles:
         self.ensure_directory(uri)
         target = self.directory / name
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        except BaseException:  # e.g. the disk is full: no half-written file stays behind
+            target.unlink(missing_ok=True)
+            raise
         return str(target)
 
     def read(self, uri: str, name: str) -> bytes:
