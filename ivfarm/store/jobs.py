@@ -108,12 +108,22 @@ def renew(store: Store, worker: str) -> int:
 
 
 def finish(store: Store, job_id: int, worker: str, error: str = "") -> bool:
-    """Mark a job done (or failed with ``error``); False if another worker took it over meanwhile."""
+    """Mark a job done (or failed with ``error``); False if another worker took it over meanwhile.
+
+    A failed job that left its instance in flight (a stop whose host was unreachable) gives up the
+    claim of the process that decided it, unless another job of the instance waits: nobody works on
+    it any more, so ``reconcile`` may repair it even while that process (the API) lives on."""
     with store.write() as session:
         done = session.execute(update(Job).where(Job.id == job_id, Job.state == "running", Job.worker == worker)
                                .values(state="failed" if error else "done", error=error[:4000],
                                        finished_at=utcnow(), heartbeat_at=None)
                                .execution_options(synchronize_session=False))
+        if error and done.rowcount == 1:  # type: ignore[attr-defined]
+            instance_id = session.scalar(select(Job.instance_id).where(Job.id == job_id))
+            waiting = select(Job.id).where(Job.instance_id == instance_id, Job.state.in_(("queued", "running")))
+            session.execute(update(Instance).where(Instance.id == instance_id, Instance.state.in_(IN_FLIGHT),
+                                                   ~waiting.exists())
+                            .values(owner=None, heartbeat_at=None).execution_options(synchronize_session=False))
         return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
 

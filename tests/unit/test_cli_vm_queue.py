@@ -2,14 +2,16 @@
 carries it out while it waits (progress on stderr), ``--no-wait`` returns with the instance in flight.
 
 In process (click's runner), on ``test:///default``: one test-driver instance shared by every
-command of the process, so the domains one command makes are there for the next.
+command of the process, so the domains one command makes are there for the next (the test holds
+a connection: libvirt frees that instance when its last connection closes).
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import libvirt
 import pytest
 import yaml
 from click.testing import CliRunner, Result
@@ -20,7 +22,7 @@ Invoke = Callable[..., Result]
 
 
 @pytest.fixture
-def ivfarm(tmp_path: Path) -> Invoke:
+def ivfarm(tmp_path: Path) -> Iterator[Invoke]:
     config = tmp_path / "ivfarm.yaml"
     config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "vrouter": {"backend": "none"},
                                       "provisioner": {"poll_s": 0.05}}))
@@ -28,7 +30,9 @@ def ivfarm(tmp_path: Path) -> Invoke:
     def invoke(*args: str) -> Result:
         return CliRunner().invoke(cli, ["--config", str(config), *args])
 
-    return invoke
+    hold = libvirt.open("test:///default")
+    yield invoke
+    hold.close()
 
 
 def state(ivfarm: Invoke, name: str) -> str:
