@@ -77,11 +77,11 @@ def test_jobs_on_a_host_whose_libvirtd_restarts(daemon: second_libvirtd.SecondLi
         [failed] = launch(site, image, farm.farm_id)
         drain(site)  # neither job hangs on the dead host
         with site.cloud.store.read() as session:
-            outcomes = {k: (s, e) for k, s, e in session.execute(
-                select(Job.kind, Job.state, Job.error).where(Job.instance_id.in_((first, failed))))}
+            outcomes = {(i, k): s for i, k, s in session.execute(
+                select(Job.instance_id, Job.kind, Job.state).where(Job.instance_id.in_((first, failed))))}
             launched = instances.get_instance(session, failed)
             usage = quotas.usage(session, farm.farm_id)
-        assert outcomes["stop"][0] == "failed" and outcomes["provision"][0] == "failed", outcomes
+        assert outcomes[first, "stop"] == "failed" and outcomes[failed, "provision"] == "failed", outcomes
         assert (launched.state, launched.state_reason) == ("terminated", LAUNCH_FAILED)
         assert usage.instances == 2  # the failed launch gave its quota back
         assert state(site, first) == "stopping"
