@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from ivfarm.store.models import IN_FLIGHT, Instance, Job, utcnow
@@ -58,6 +58,19 @@ def enqueue(session: Session, kind: str, *, instance_id: str | None = None, farm
         return
     session.add(Job(kind=kind, instance_id=instance_id, farm_id=farm_id, host_id=host_id, payload=payload or {},
                     state="queued", attempts=0, error="", created_at=utcnow()))
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {CHANNEL}"))
+
+
+def enqueue_many(session: Session, kind: str, rows: list[dict[str, Any]]) -> None:
+    """Queue one job of ``kind`` per row (``instance_id``, ``farm_id``, ``host_id``, ``payload``) in
+    one INSERT of the caller's transaction (a launch of 100 instances is one statement)."""
+    if not rows:
+        return
+    now = utcnow()
+    session.execute(insert(Job), [{"kind": kind, "state": "queued", "attempts": 0, "error": "", "created_at": now,
+                                   "instance_id": None, "farm_id": None, "host_id": None, "payload": {}, **row}
+                                  for row in rows])
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(f"NOTIFY {CHANNEL}"))
 

@@ -193,11 +193,11 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
             metadata_options.store(instance, options)
             session.add(instance)
             instances.append(instance)
-            jobs.enqueue(session, "provision", instance_id=instance_id, farm_id=request.farm_id,
-                         host_id=host_ids[host.name], payload={"request": request.request_id})
         session.flush()
-        for instance in instances:
-            security_groups.join_groups(session, instance.id, groups)
+        jobs.enqueue_many(session, "provision", [
+            {"instance_id": i.id, "farm_id": request.farm_id, "host_id": i.host_id,
+             "payload": {"request": request.request_id}} for i in instances])
+        security_groups.join_groups(session, [i.id for i in instances], groups)
         if request.tags and farm is not None:
             add_tags(session, farm.id, {i.id: "instance" for i in instances}, request.tags)
     journal.watch(cloud)  # their heartbeat, until each is built or given up
