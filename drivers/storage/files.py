@@ -45,8 +45,12 @@ class HostFiles:
         target = self.directory / name
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.fchmod(fd, 0o600)  # also when an older file had other modes
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        except BaseException:  # e.g. the disk is full: no half-written file stays behind
+            target.unlink(missing_ok=True)
+            raise
         return str(target)
 
     def read(self, uri: str, name: str) -> bytes:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -14,7 +15,8 @@ from ivfarm.cloud import Cloud
 from ivfarm.services.compute import drains, instances, migration, provisioning
 from ivfarm.services.farms.lifecycle import find_farm
 from ivfarm.services.jobs.provisioner import Provisioner
-from ivfarm.store.models import Instance
+from ivfarm.store import jobs
+from ivfarm.store.models import Instance, Job
 
 COLUMNS = ["id", "name", "state", "farm", "host", "host_class", "flavor", "image", "ip"]
 
@@ -124,35 +126,73 @@ def show(cloud: Cloud, ref: str, output: str) -> None:
     emit_record(record, output)
 
 
+NO_WAIT = click.option("--no-wait", is_flag=True, help="Return once queued, without waiting for a provisioner.")
+
+
+def _carry_out(cloud: Cloud, instance_id: str, kind: str, no_wait: bool, done_message: str) -> None:
+    """Wait for the job of ``kind`` just queued for the instance (running queued jobs here meanwhile,
+    with a progress line on stderr), then print ``done_message``; one error line and exit 1 if it failed."""
+    if no_wait:
+        with cloud.store.read() as session:
+            click.echo(f"{instance_id} {instances.get_instance(session, instance_id).state}")
+        return
+    with cloud.store.read() as session:
+        job_id = session.scalar(select(func.max(Job.id)).where(Job.instance_id == instance_id, Job.kind == kind))
+        farm_id = instances.get_instance(session, instance_id).farm_id
+    began = time.monotonic()
+
+    def done() -> bool:
+        with cloud.store.read() as session:
+            job = session.get(Job, job_id)
+            state = instances.get_instance(session, instance_id).state
+            syncing = session.scalar(select(func.count()).select_from(Job).where(  # the router sync it queued
+                Job.kind == jobs.ROUTER_SYNC, Job.farm_id == farm_id, Job.state.in_(("queued", "running")))) or 0
+        click.echo(f"\r{instance_id} {state} ({time.monotonic() - began:.0f} s)", nl=False, err=True)
+        return job is None or (job.state in ("done", "failed") and not (farm_id is not None and syncing))
+
+    Provisioner(cloud, 1).run_until(done)
+    click.echo("", err=True)
+    with cloud.store.read() as session:
+        job = session.get(Job, job_id)
+        instance = instances.get_instance(session, instance_id)
+        if job is not None and job.state == "failed":
+            click.echo(f"error: {kind} of {instance_id} failed: {job.error} (it is {instance.state})", err=True)
+            sys.exit(1)
+    click.echo(f"{instance_id} {done_message}")
+
+
 @vm.command("stop")
 @click.argument("ref", metavar="INSTANCE")
 @click.option("--force", is_flag=True, help="Power off at once instead of an ACPI shutdown.")
+@NO_WAIT
 @pass_cloud
-def stop(cloud: Cloud, ref: str, force: bool) -> None:
-    """Shut an instance down (its disk is kept)."""
+def stop(cloud: Cloud, ref: str, force: bool, no_wait: bool) -> None:
+    """Shut an instance down (its disk is kept); queued for a provisioner, waited for unless --no-wait."""
     instance_id = _resolve(cloud, ref)
-    instances.stop(cloud, instance_id, force=force)
-    click.echo(f"{instance_id} stopped")
+    instances.begin_stop(cloud, instance_id, force=force)
+    _carry_out(cloud, instance_id, "stop", no_wait, "stopped")
 
 
 @vm.command("start")
 @click.argument("ref", metavar="INSTANCE")
+@NO_WAIT
 @pass_cloud
-def start(cloud: Cloud, ref: str) -> None:
-    """Start a stopped instance."""
+def start(cloud: Cloud, ref: str, no_wait: bool) -> None:
+    """Start a stopped instance; queued for a provisioner, waited for unless --no-wait."""
     instance_id = _resolve(cloud, ref)
-    provisioning.start(cloud, instance_id)
-    click.echo(f"{instance_id} running")
+    instances.begin_start(cloud, instance_id, queue=True)
+    _carry_out(cloud, instance_id, "start", no_wait, "running")
 
 
 @vm.command("reboot")
 @click.argument("ref", metavar="INSTANCE")
+@NO_WAIT
 @pass_cloud
-def reboot(cloud: Cloud, ref: str) -> None:
-    """Reboot a running instance."""
+def reboot(cloud: Cloud, ref: str, no_wait: bool) -> None:
+    """Reboot a running instance; queued for a provisioner, waited for unless --no-wait."""
     instance_id = _resolve(cloud, ref)
-    instances.reboot(cloud, instance_id)
-    click.echo(f"{instance_id} rebooting")
+    instances.begin_reboot(cloud, instance_id, queue=True)
+    _carry_out(cloud, instance_id, "reboot", no_wait, "rebooting")
 
 
 @vm.command("terminate")
@@ -160,9 +200,11 @@ def reboot(cloud: Cloud, ref: str) -> None:
 @click.option("--grace", type=DURATION, metavar="DURATION",
               help="Announce the shutdown to the VM (e.g. 30m, 2h) and terminate it once it passed.")
 @click.option("--cancel", is_flag=True, help="Take back a termination announced with --grace.")
+@NO_WAIT
 @pass_cloud
-def terminate(cloud: Cloud, ref: str, grace: int | None, cancel: bool) -> None:
-    """Destroy an instance with its disks, seed and console log.
+def terminate(cloud: Cloud, ref: str, grace: int | None, cancel: bool, no_wait: bool) -> None:
+    """Destroy an instance with its disks, seed and console log; queued for a provisioner, waited for
+    (with its farm's router sync) unless --no-wait.
 
     With --grace the VM first reads its shutdowntime (Machine/Job Features); the first ivfarm
     reconcile after it terminates the VM.
@@ -179,8 +221,10 @@ def terminate(cloud: Cloud, ref: str, grace: int | None, cancel: bool) -> None:
                    f"{instance_id} terminates after {view.deadline:%Y-%m-%d %H:%M:%S} UTC "
                    f"(shutdowntime {int(view.deadline.timestamp())})")
         return
-    provisioning.terminate(cloud, instance_id)
-    click.echo(f"{instance_id} terminated")
+    if provisioning.begin_terminate(cloud, instance_id, queue=True) == "terminated":
+        click.echo(f"{instance_id} terminated")
+        return
+    _carry_out(cloud, instance_id, "terminate", no_wait, "terminated")
 
 
 @vm.command("migrate")

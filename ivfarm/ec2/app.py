@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.exc import OperationalError
 
 from ivfarm.cloud import Cloud
 from ivfarm.ec2 import (
@@ -17,7 +18,7 @@ from ivfarm.ec2 import (
 )
 from ivfarm.ec2.auth import Principal, SignedRequest, Verified, authenticate
 from ivfarm.ec2.context import RequestContext
-from ivfarm.ec2.errors import Ec2Error, auth_failure, from_ivfarm, internal
+from ivfarm.ec2.errors import Ec2Error, auth_failure, from_ivfarm, internal, unavailable
 from ivfarm.ec2.limits import FarmLimits
 from ivfarm.ec2.params import Params, parse_query
 from ivfarm.ec2.registry import ACTIONS
@@ -98,6 +99,11 @@ class Ec2App:
             error = from_ivfarm(exc)
             if error.status >= 500:
                 log.error("request %s (%s): %s", request_id, info["action"], exc)
+            return error.status, render_error(error.code, error.message, request_id)
+        except OperationalError as exc:  # the store is unreachable: answered at once, the client retries
+            log.error("request %s (%s): state store unavailable: %s", request_id, info["action"],
+                      str(exc.orig).splitlines()[0] if exc.orig else exc)
+            error = unavailable()
             return error.status, render_error(error.code, error.message, request_id)
         except Exception:
             log.exception("request %s (%s) failed", request_id, info["action"])

@@ -66,6 +66,11 @@ def dry_run_ok() -> Ec2Error:
     return Ec2Error("DryRunOperation", "Request would have succeeded, but DryRun flag is set.", 412)
 
 
+def unavailable() -> Ec2Error:
+    """The state store cannot be reached (e.g. PostgreSQL restarting): AWS's answer that clients retry."""
+    return Ec2Error("Unavailable", "The service is unavailable. Please try again shortly.", 503)
+
+
 def internal() -> Ec2Error:
     """A failure on our side (details go to the log, not to the client)."""
     return Ec2Error("InternalError", "An internal error has occurred", 500)

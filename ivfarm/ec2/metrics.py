@@ -2,13 +2,18 @@
 
 prometheus_client's multiprocess mode: workers write their samples under ``PROMETHEUS_MULTIPROC_DIR``
 (which must be set before this module is first imported), and the exporter in the master adds
-up the files of every worker, live or gone, so counts survive worker restarts and reloads.
+up the files of every worker, live or gone, so counts survive worker restarts and reloads. The
+embedded provisioner writes its job durations there too, and the exporter adds the gauges read
+from the store at scrape time (``ivfarm.services.jobs.metrics.StoreCollector``).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
+
+from ivfarm.services.jobs import metrics as job_metrics
+from ivfarm.services.runtime.context import CloudContext
 
 REQUESTS = Counter("ivfarm_ec2_requests", "EC2 API requests answered, by action and HTTP status",
                    ["action", "status"])
@@ -29,12 +34,11 @@ def clear(directory: Path) -> None:
         stale.unlink()
 
 
-def serve_exporter(host: str, port: int) -> int:
-    """Serve ``/metrics`` of every worker on a daemon thread; returns the port it listens on."""
+def serve_exporter(host: str, port: int, cloud: CloudContext) -> int:
+    """Serve ``/metrics`` of every worker and the store's gauges on a daemon thread; returns the port."""
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    server, _ = start_http_server(port, host, registry)
-    return int(server.server_port)
+    return job_metrics.serve(cloud, host, port, registry, release=True)
 
 
 def mark_dead(pid: int) -> None:

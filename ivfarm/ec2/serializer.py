@@ -37,34 +37,50 @@ def _text(value: Any) -> str:
     return _clean(value if isinstance(value, str) else str(value))
 
 
-def _fill(parent: ET.Element, tree: Tree) -> None:
-    sub = ET.SubElement
-    for name, value in tree.items():
-        if value is None:
-            continue
-        child = sub(parent, name)
-        kind = type(value)
-        if kind is str:
-            child.text = _clean(value)
-        elif kind is dict:
-            _fill(child, value)
-        elif kind is list:
-            for entry in value:
-                item = sub(child, "item")
-                if type(entry) is dict:
-                    _fill(item, entry)
-                else:
-                    item.text = _text(entry)
+def _escape(text: str) -> str:
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+def _element(out: list[str], name: str, value: Any) -> None:
+    """Append ``<name>...</name>`` (``<name />`` when empty, as ElementTree writes it)."""
+    kind = type(value)
+    if kind is dict or kind is list:
+        mark = len(out)
+        out.append(f"<{name}>")
+        if kind is dict:
+            _fill(out, value)
         else:
-            child.text = _text(value)
+            for entry in value:
+                _element(out, "item", entry)
+        if len(out) == mark + 1:
+            out[mark] = f"<{name} />"
+        else:
+            out.append(f"</{name}>")
+        return
+    text = value if kind is str else _text(value)
+    out.append(f"<{name}>{_escape(text)}</{name}>" if text else f"<{name} />")
+
+
+def _fill(out: list[str], tree: Tree) -> None:
+    for name, value in tree.items():
+        if value is not None:
+            _element(out, name, value)
 
 
 def render(action: str, tree: Tree, request_id: str) -> bytes:
-    """``<ActionResponse xmlns=...><requestId/>...</ActionResponse>``."""
-    root = ET.Element(f"{action}Response", xmlns=NAMESPACE)
-    ET.SubElement(root, "requestId").text = request_id
-    _fill(root, tree)
-    return _DECLARATION + ET.tostring(root, encoding="unicode").encode("utf-8")
+    """``<ActionResponse xmlns=...><requestId/>...</ActionResponse>`` (written as text in one pass:
+    a DescribeInstances of 1,000 instances is some 200,000 elements)."""
+    out = [f'<{action}Response xmlns="{NAMESPACE}">']
+    _element(out, "requestId", request_id)
+    _fill(out, tree)
+    out.append(f"</{action}Response>")
+    return _DECLARATION + _clean("".join(out)).encode("utf-8")
 
 
 def render_error(code: str, message: str, request_id: str) -> bytes:

@@ -85,7 +85,8 @@ class Ec2Server(BaseApplication):  # type: ignore[misc] # gunicorn ships no type
     def _when_ready(self, _arbiter: Arbiter) -> None:
         if self.options.metrics:
             host, port = self.options.metrics
-            log.info("metrics on http://%s:%d/metrics", host, metrics.serve_exporter(host, port))
+            port = metrics.serve_exporter(host, port, Cloud(self.ivfarm_config))  # its store holds no connection
+            log.info("metrics on http://%s:%d/metrics", host, port)
         log.info("ivfarm EC2 endpoint on %s (region %s, %d worker(s))", self.endpoint,
                  self.ivfarm_config.get("ec2.region"), self.options.workers)
 

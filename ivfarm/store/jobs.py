@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from ivfarm.store.models import IN_FLIGHT, Instance, Job, utcnow
@@ -27,6 +28,7 @@ CHANNEL = "ivfarm_jobs"  # PostgreSQL NOTIFY channel woken by every enqueue
 URGENT = ("stop", "terminate")  # never wait behind launches
 ROUTER_SYNC = "router-sync"
 CANDIDATES = 1000  # queued rows a claim looks at
+PER_KIND = 32  # of them, at most this many of one farm and kind (its oldest)
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,23 @@ def enqueue(session: Session, kind: str, *, instance_id: str | None = None, farm
         session.execute(text(f"NOTIFY {CHANNEL}"))
 
 
-def _order(jobs: list[Job], running: list[Job]) -> list[Job]:
-    """Candidates in fair order: urgent kinds first, then farms with the fewest running jobs, then
-    round-robin (each farm's n-th queued job before any farm's n+1-th), then age."""
+def enqueue_many(session: Session, kind: str, rows: list[dict[str, Any]]) -> None:
+    """Queue one job of ``kind`` per row (``instance_id``, ``farm_id``, ``host_id``, ``payload``) in
+    one INSERT of the caller's transaction (a launch of 100 instances is one statement)."""
+    if not rows:
+        return
+    now = utcnow()
+    session.execute(insert(Job), [{"kind": kind, "state": "queued", "attempts": 0, "error": "", "created_at": now,
+                                   "instance_id": None, "farm_id": None, "host_id": None, "payload": {}, **row}
+                                  for row in rows])
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {CHANNEL}"))
+
+
+def _order(jobs: Sequence[Any], running: Sequence[Any]) -> list[Any]:
+    """Candidates (rows with id, kind, farm_id) in fair order: urgent kinds first, then farms with
+    the fewest running jobs, then round-robin (each farm's n-th queued job before any farm's n+1-th),
+    then age."""
     busy = Counter(job.farm_id for job in running)
     seen: Counter[int | None] = Counter()
     position: dict[int, int] = {}
@@ -77,12 +93,20 @@ def claim(store: Store, worker: str, limits: Limits, lapse: dt.timedelta) -> Cla
     now = utcnow()
     with store.write() as session:
         stale = now - lapse
-        stmt = (select(Job).where(or_(Job.state == "queued", (Job.state == "running") & (Job.heartbeat_at < stale)))
+        # Plain rows, not ORM objects, and only the first PER_KIND of each farm and kind: the only
+        # ones that can come first in fair order (later ones wait behind them), so a claim reads a
+        # few dozen rows whatever the depth of the queue.
+        waiting = or_(Job.state == "queued", (Job.state == "running") & (Job.heartbeat_at < stale))
+        ranked = select(Job.id, func.row_number().over(partition_by=(Job.farm_id, Job.kind), order_by=Job.id)
+                        .label("rank")).where(waiting).subquery()
+        stmt = (select(Job.id, Job.kind, Job.state, Job.farm_id, Job.host_id, Job.worker, Job.attempts)
+                .join(ranked, ranked.c.id == Job.id).where(ranked.c.rank <= PER_KIND)
                 .order_by(Job.id).limit(CANDIDATES))
         if not store.is_sqlite:
-            stmt = stmt.with_for_update(skip_locked=True)
-        candidates = list(session.scalars(stmt))
-        running = list(session.scalars(select(Job).where(Job.state == "running", Job.heartbeat_at >= stale)))
+            stmt = stmt.with_for_update(of=Job, skip_locked=True)
+        candidates = session.execute(stmt).all()
+        running = session.execute(select(Job.farm_id, Job.host_id).where(
+            Job.state == "running", Job.heartbeat_at >= stale)).all()
         per_host = Counter(job.host_id for job in running)
         per_farm = Counter(job.farm_id for job in running)
         for job in _order(candidates, running):
@@ -95,7 +119,8 @@ def claim(store: Store, worker: str, limits: Limits, lapse: dt.timedelta) -> Cla
                                     .values(state="running", worker=worker, heartbeat_at=now, attempts=job.attempts + 1)
                                     .execution_options(synchronize_session=False))
             if taken.rowcount == 1:  # type: ignore[attr-defined]
-                return Claimed(job.id, job.kind, job.instance_id, job.farm_id, dict(job.payload))
+                instance_id, payload = session.execute(select(Job.instance_id, Job.payload).where(Job.id == job.id)).one()
+                return Claimed(job.id, job.kind, instance_id, job.farm_id, dict(payload))
     return None
 
 
@@ -108,12 +133,22 @@ def renew(store: Store, worker: str) -> int:
 
 
 def finish(store: Store, job_id: int, worker: str, error: str = "") -> bool:
-    """Mark a job done (or failed with ``error``); False if another worker took it over meanwhile."""
+    """Mark a job done (or failed with ``error``); False if another worker took it over meanwhile.
+
+    A failed job that left its instance in flight (a stop whose host was unreachable) gives up the
+    claim of the process that decided it, unless another job of the instance waits: nobody works on
+    it any more, so ``reconcile`` may repair it even while that process (the API) lives on."""
     with store.write() as session:
         done = session.execute(update(Job).where(Job.id == job_id, Job.state == "running", Job.worker == worker)
                                .values(state="failed" if error else "done", error=error[:4000],
                                        finished_at=utcnow(), heartbeat_at=None)
                                .execution_options(synchronize_session=False))
+        if error and done.rowcount == 1:  # type: ignore[attr-defined]
+            instance_id = session.scalar(select(Job.instance_id).where(Job.id == job_id))
+            waiting = select(Job.id).where(Job.instance_id == instance_id, Job.state.in_(("queued", "running")))
+            session.execute(update(Instance).where(Instance.id == instance_id, Instance.state.in_(IN_FLIGHT),
+                                                   ~waiting.exists())
+                            .values(owner=None, heartbeat_at=None).execution_options(synchronize_session=False))
         return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
 

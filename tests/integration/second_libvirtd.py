@@ -125,6 +125,15 @@ class SecondLibvirtd:
         if pid is not None:
             os.kill(pid, signal.SIGKILL)
 
+    def restart_libvirtd(self) -> None:
+        """Start the daemon again (after ``kill_libvirtd``) in its namespace, and wait until it answers."""
+        pids = _namespace_pids(self.namespace)  # virtlogd (and any guest) still hold the namespace
+        subprocess.run(["nsenter", f"--mount=/proc/{pids[0]}/ns/mnt", "env", f"LIBVIRT_DRIVER_DIR={self.root / 'drivers'}",
+                        "libvirtd", "-d", "-l", "-p", str(self.root / "run" / "libvirtd.pid"),
+                        "-f", "/etc/libvirt/libvirtd.conf"], check=True, capture_output=True, text=True)
+        poll_until(lambda: not _open_error(self.uri), 30, 0.2, error=RuntimeError,
+                   message=lambda: f"the second libvirtd at {self.uri} did not answer again: {_open_error(self.uri)}")
+
     def _destroy_guests_and_pools(self) -> None:
         try:
             conn = libvirt.open(self.uri)

@@ -209,13 +209,13 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
             metadata_options.store(instance, options)
             session.add(instance)
             instances.append(instance)
-            jobs.enqueue(session, "provision", instance_id=instance_id, farm_id=request.farm_id,
-                         host_id=host_ids[host.name], payload={"request": request.request_id})
         session.flush()
+        jobs.enqueue_many(session, "provision", [
+            {"instance_id": i.id, "farm_id": request.farm_id, "host_id": i.host_id,
+             "payload": {"request": request.request_id}} for i in instances])
         for instance in instances:
             launch_volumes.record(session, instance, planned)
-        for instance in instances:
-            security_groups.join_groups(session, instance.id, groups)
+        security_groups.join_groups(session, [i.id for i in instances], groups)
         if farm is not None:
             tags = {**mjf_urls(cloud, farm.router_backend), **request.tags}
             if len(tags) > MAX_TAGS >= len(request.tags):  # the tenant's 50 tags leave no room: theirs only

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import select
 import threading
+import time
 from collections.abc import Callable
 
 import psycopg
@@ -17,6 +18,7 @@ import psycopg
 from ivfarm.errors import InvalidState, TransitionLost
 from ivfarm.services.compute import image_capture, instance_attributes, instances, migration, provisioning, volume_work
 from ivfarm.services.compute.volume_records import JOB_KINDS as VOLUME_JOBS
+from ivfarm.services.jobs import metrics
 from ivfarm.services.network.routers import sync_router
 from ivfarm.services.runtime import journal
 from ivfarm.services.runtime.context import CloudContext
@@ -75,15 +77,17 @@ class Provisioner:
         job = jobs.claim(self.cloud.store, self.name, self.limits, journal.lapse(self.cloud))
         if job is None:
             return False
-        error = ""
+        error, outcome, began = "", "done", time.monotonic()
         try:
             run_job(self.cloud, job)
         except (TransitionLost, InvalidState) as lost:  # another request won the race; its state is kept
             log.info("job %d (%s of %s) gave way: %s", job.id, job.kind, job.instance_id, lost)
+            outcome = "gave-way"
         except Exception as exc:  # noqa: BLE001 - the job is failed with the detail tenants never see
             log.exception("job %d (%s of %s, request %s) failed", job.id, job.kind, job.instance_id,
                           job.payload.get("request", ""))
-            error = str(exc) or type(exc).__name__
+            error, outcome = str(exc) or type(exc).__name__, "failed"
+        metrics.observe_job(job.kind, outcome, time.monotonic() - began)
         if not jobs.finish(self.cloud.store, job.id, self.name, error):
             log.warning("job %d was taken over by another provisioner before it finished here", job.id)
         return True
@@ -115,7 +119,12 @@ class Provisioner:
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            if not self.run_one():
+            try:
+                busy = self.run_one()
+            except Exception:  # noqa: BLE001 - the store is down: the job stays claimed until its heartbeat lapses
+                log.exception("taking or finishing a job failed; trying again in %ss", self.poll_s)
+                busy = False
+            if not busy:
                 with self._wake:
                     self._wake.wait(self.poll_s)
 
@@ -128,15 +137,18 @@ class Provisioner:
                 log.exception("renewing job heartbeats failed")
 
     def _listen(self) -> None:
-        """Wake the workers on every NOTIFY of an enqueue (polling stays the fallback)."""
+        """Wake the workers on every NOTIFY of an enqueue (polling stays the fallback; a lost
+        connection, e.g. a PostgreSQL restart, is opened again)."""
         url = self.cloud.store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        try:
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(f"LISTEN {jobs.CHANNEL}")
-                while not self._stop.is_set():
-                    if select.select([conn.fileno()], [], [], LISTEN_TICK_S)[0]:  # short: stop() is seen soon
-                        if list(conn.notifies(timeout=0)):
-                            with self._wake:
-                                self._wake.notify_all()
-        except psycopg.Error:
-            log.exception("LISTEN for jobs failed; polling every %ss", self.poll_s)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {jobs.CHANNEL}")
+                    while not self._stop.is_set():
+                        if select.select([conn.fileno()], [], [], LISTEN_TICK_S)[0]:  # short: stop() is seen soon
+                            if list(conn.notifies(timeout=0)):
+                                with self._wake:
+                                    self._wake.notify_all()
+            except psycopg.Error as exc:
+                log.warning("LISTEN for jobs failed (%s); polling every %ss meanwhile", exc, self.poll_s)
+                self._stop.wait(self.poll_s)

@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from ivfarm import ids
@@ -293,9 +293,11 @@ def resolve_groups(cloud: CloudContext, session: Session, farm_id: int, group_id
     return resolved
 
 
-def join_groups(session: Session, instance_id: str, group_ids: Sequence[str]) -> None:
-    """Make a new instance a member of the groups."""
-    session.add_all(InstanceGroup(instance_id=instance_id, group_id=g, position=n) for n, g in enumerate(group_ids))
+def join_groups(session: Session, instance_ids: Sequence[str], group_ids: Sequence[str]) -> None:
+    """Make new instances (already flushed) members of the groups, in one INSERT."""
+    rows = [{"instance_id": i, "group_id": g, "position": n} for i in instance_ids for n, g in enumerate(group_ids)]
+    if rows:
+        session.execute(insert(InstanceGroup), rows)
 
 
 def replace_groups(cloud: CloudContext, farm_id: int, instance_id: str, group_ids: Sequence[str]) -> list[str]:
@@ -309,7 +311,7 @@ def replace_groups(cloud: CloudContext, farm_id: int, instance_id: str, group_id
             raise InvalidInput(f"instance {instance_id} is {instance.state}: its groups cannot change")
         resolved = resolve_groups(cloud, session, farm_id, group_ids, [])
         session.execute(delete(InstanceGroup).where(InstanceGroup.instance_id == instance_id))
-        join_groups(session, instance_id, resolved)
+        join_groups(session, [instance_id], resolved)
         return resolved
 
 
