@@ -19,6 +19,7 @@ PREFIXES = {
     "security_group_rule": "sgr",
     "volume": "vol",
     "snapshot": "snap",
+    "placement_group": "pg",
 }
 
 _ID_RE = re.compile(r"^(?P<prefix>[a-z]+)-(?P<hex>[0-9a-f]{8}|[0-9a-f]{17})$")

@@ -89,6 +89,7 @@ _KINDS = {
                             "The security group rule"),
     "volume": ("InvalidVolume.NotFound", "InvalidVolume.Malformed", "The volume"),
     "snapshot": ("InvalidSnapshot.NotFound", "InvalidSnapshot.Malformed", "The snapshot"),
+    "placement_group": ("InvalidPlacementGroup.Unknown", "InvalidPlacementGroupId.Malformed", "The Placement Group"),
 }
 
 

@@ -54,7 +54,7 @@ TABLE: dict[str, Documented] = {
             instance-state-name instance-type ip-address kernel-id key-name launch-index launch-time
             monitoring-state network-interface.mac-address private-ip-address ramdisk-id reason reservation-id
             root-device-name root-device-type tenancy virtualization-type instance.group-id instance.group-name
-            owner-id subnet-id vpc-id network-interface.vpc-id network-interface.subnet-id"""),
+            owner-id subnet-id vpc-id network-interface.vpc-id network-interface.subnet-id placement-group-name"""),
         fixed={"ebs-optimized": "false", "ena-support": "false", "enclave-options.enabled": "false",
                "hibernation-options.configured": "false", "source-dest-check": "true",
                "operator.managed": "false", "platform-details": "Linux/UNIX", "usage-operation": "RunInstances"},
@@ -69,8 +69,8 @@ TABLE: dict[str, Documented] = {
             metadata-options.http-protocol-ipv4 metadata-options.http-protocol-ipv6
             metadata-options.http-put-response-hop-limit metadata-options.http-tokens
             metadata-options.instance-metadata-tags metadata-options.state
-            network-performance-options.bandwidth-weighting operator.principal outpost-arn placement-group-name
-            placement-partition-number platform private-dns-name
+            network-performance-options.bandwidth-weighting operator.principal outpost-arn placement-partition-number platform
+            private-dns-name
             private-dns-name-options.enable-resource-name-dns-a-record
             private-dns-name-options.enable-resource-name-dns-aaaa-record private-dns-name-options.hostname-type
             product-code product-code.type requester-id spot-instance-request-id state-reason-code
@@ -139,6 +139,7 @@ TABLE: dict[str, Documented] = {
         absent=_words("group-long-name message parent-zone-id parent-zone-name")),
     "DescribeRegions": Documented(computed=_words("endpoint opt-in-status region-name")),
     "DescribeKeyPairs": Documented(computed=_words("fingerprint key-name key-pair-id")),
+    "DescribePlacementGroups": Documented(computed=_words("group-arn group-id group-name spread-level state strategy")),
     "DescribeTags": Documented(computed=_words("key resource-id resource-type value")),
     "DescribeVolumes": Documented(
         computed=_words("""

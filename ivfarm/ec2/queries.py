@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from ivfarm import ids
 from ivfarm.ec2.errors import malformed, not_found
-from ivfarm.store.models import Address, Image, Instance, Tag, Volume, utcnow
+from ivfarm.store.models import Address, Image, Instance, PlacementGroup, Tag, Volume, utcnow
 
 INSTANCE_COLUMNS = (
     Instance.id, Instance.name, Instance.image_id, Instance.flavor_name, Instance.host_class, Instance.state,
@@ -22,7 +22,7 @@ INSTANCE_COLUMNS = (
     Instance.reservation_id, Instance.launch_index, Instance.created_at, Instance.launched_at,
     Instance.terminated_at, Instance.vcpus, Instance.memory_mb, Instance.disk_gb, Instance.shutdown_behavior,
     Instance.metadata_http_tokens, Instance.metadata_hop_limit, Instance.metadata_http_endpoint,
-    Instance.disable_api_termination,
+    Instance.disable_api_termination, Instance.placement_group_id,
 )
 
 
@@ -53,6 +53,12 @@ def require_instances(session: Session, farm_id: int, visible_s: float, instance
     if absent:
         raise not_found("instance", absent)
     return [rows[i] for i in wanted]
+
+
+def placement_group_names(session: Session, farm_id: int) -> dict[str, str]:
+    """``{placement group id: name}`` for the farm's groups."""
+    rows = session.execute(select(PlacementGroup.id, PlacementGroup.name).where(PlacementGroup.farm_id == farm_id))
+    return {group_id: name for group_id, name in rows}
 
 
 def tags_of(session: Session, farm_id: int, resource_type: str | None = None,

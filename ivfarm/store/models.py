@@ -157,6 +157,9 @@ class Instance(Base):
     flavor_name: Mapped[str] = mapped_column(String(64))
     host_class: Mapped[str] = mapped_column(String(16))
     host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"), nullable=True, index=True)
+    # the farm's placement group it was launched in (spread: no two live members share a host)
+    placement_group_id: Mapped[str | None] = mapped_column(ForeignKey("placement_groups.id"), nullable=True,
+                                                           index=True)
     state: Mapped[str] = mapped_column(String(16), index=True)
     state_reason: Mapped[str] = mapped_column(String(256), default="")
     vcpus: Mapped[int] = mapped_column(Integer)
@@ -191,6 +194,19 @@ class Instance(Base):
     farm: Mapped[Farm | None] = relationship(back_populates="instances")
     host: Mapped[Host | None] = relationship(back_populates="instances")
     image: Mapped[Image] = relationship()
+
+
+class PlacementGroup(Base):
+    """An EC2 placement group of a farm; ``spread`` keeps its live instances on distinct hosts."""
+
+    __tablename__ = "placement_groups"
+    __table_args__ = (UniqueConstraint("farm_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    strategy: Mapped[str] = mapped_column(String(16))  # spread (the one strategy served; host level)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class KeyPair(Base):

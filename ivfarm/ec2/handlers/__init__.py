@@ -8,6 +8,7 @@ from ivfarm.ec2.handlers import (
     keypairs,
     lifecycle,
     metadata_options,
+    placement_groups,
     regions,
     security_groups,
     snapshots,
@@ -17,4 +18,4 @@ from ivfarm.ec2.handlers import (
 )
 
 __all__ = ["addresses", "farm_images", "images", "instance_attributes", "instances", "keypairs", "lifecycle",
-           "metadata_options", "regions", "security_groups", "snapshots", "tags", "volumes", "vpc"]
+           "metadata_options", "placement_groups", "regions", "security_groups", "snapshots", "tags", "volumes", "vpc"]

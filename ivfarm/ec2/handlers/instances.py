@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from ivfarm import ids
 from ivfarm.ec2 import pagination
 from ivfarm.ec2.context import RequestContext
-from ivfarm.ec2.errors import Ec2Error, combination, echo, invalid_value
+from ivfarm.ec2.errors import Ec2Error, combination, echo, invalid_value, malformed
 from ivfarm.ec2.filter_table import documented
 from ivfarm.ec2.filters import parse_filters
 from ivfarm.ec2.handlers.common import id_list, tag_specifications, visible_seconds
@@ -22,6 +22,7 @@ from ivfarm.ec2.queries import (
     attachments,
     boot_images,
     check_ids,
+    placement_group_names,
     public_ips,
     require_instances,
     tags_of,
@@ -86,6 +87,7 @@ INSTANCE_FILTERS = documented("DescribeInstances", {
     "monitoring-state": lambda c: ("disabled",),
     "reason": lambda c: (c.row.state_reason,),
     "root-device-name": lambda c: (ROOT_DEVICE,),
+    "placement-group-name": lambda c: (c.related.placement_groups.get(c.row.placement_group_id or ""),),
 })
 STATUS_FILTERS = documented("DescribeInstanceStatus", {
     "availability-zone": INSTANCE_FILTERS["availability-zone"],
@@ -166,8 +168,8 @@ def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
     placement = p.struct("Placement")
     zone = placement.string("AvailabilityZone", max_length=128)
     placement.choice("Tenancy", ("default",))
-    if placement.string("GroupName", max_length=255):
-        raise Ec2Error("InvalidPlacementGroup.Unknown", "Placement groups are not supported here")
+    placement_group = placement.string("GroupName", max_length=255)
+    placement_group_id = placement.string("GroupId", max_length=64)
     group_names = p.strings("SecurityGroup", max_length=255)
     group_ids = check_ids("security_group", p.strings("SecurityGroupId", max_length=64))
     subnet = p.string("SubnetId", max_length=64)
@@ -182,6 +184,10 @@ def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
         raise Ec2Error("InvalidSubnetID.NotFound", f"The subnet ID '{echo(subnet)}' does not exist")
     if private_ip is not None and max_count != 1:
         raise combination("PrivateIpAddress can be given only when launching one instance")
+    if placement_group is not None and placement_group_id is not None:
+        raise combination("Placement.GroupName and Placement.GroupId cannot be given together")
+    if placement_group_id is not None and not ids.is_valid(placement_group_id, "placement_group"):
+        raise malformed("placement_group", placement_group_id)
     if min_count > max_count:
         raise invalid_value("MinCount", min_count, "MinCount must not be above MaxCount")
     if not ids.is_valid(image_id, "image"):
@@ -196,6 +202,7 @@ def _launch_request(ctx: RequestContext, p: Params) -> instances.LaunchRequest:
         user_data=user_data, client_token=client_token, metadata_options=options, tags=tags, dry_run=ctx.dry_run,
         group_ids=group_ids, group_names=group_names, private_ip=private_ip, shutdown_behavior=behavior or "stop",
         disable_api_termination=protected, request_id=ctx.request_id, root_gb=root_gb, volumes=volumes,
+        placement_group=placement_group, placement_group_id=placement_group_id,
     )
 
 
@@ -209,7 +216,9 @@ def _check_references(ctx: RequestContext, request: instances.LaunchRequest) -> 
             Instance.farm_id == ctx.farm_id, Instance.client_token == request.client_token
         ).order_by(Instance.launch_index))) if request.client_token else []
         boot = boot_images(session, {request.image})
-    return earlier, Related(ctx.zone_for, {}, {}, boot, vpc_id=ctx.vpc_id, subnet_id=ctx.subnet_id, owner_id=ctx.owner_id)
+        groups = placement_group_names(session, ctx.farm_id)
+    return earlier, Related(ctx.zone_for, {}, {}, boot, vpc_id=ctx.vpc_id, subnet_id=ctx.subnet_id, owner_id=ctx.owner_id,
+                            placement_groups=groups)
 
 
 def _launch(ctx: RequestContext, request: instances.LaunchRequest) -> list[Instance]:
@@ -261,7 +270,8 @@ def load_rows(ctx: RequestContext, instance_ids: list[str]) -> tuple[list[Any], 
                           public_ips(session, ctx.farm_id), boot_images(session, {r.image_id for r in rows}),
                           security_groups.memberships(session, ctx.farm_id, instance_ids or None),
                           vpc_id=ctx.vpc_id, subnet_id=ctx.subnet_id, owner_id=ctx.owner_id,
-                          volumes=attachments(session, ctx.farm_id))
+                          volumes=attachments(session, ctx.farm_id),
+                          placement_groups=placement_group_names(session, ctx.farm_id))
     return rows, related
 
 

@@ -25,6 +25,7 @@ class Related:
     subnet_id: str | None = None
     owner_id: str | None = None
     volumes: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # instance -> attached volume rows
+    placement_groups: Mapping[str, str] = field(default_factory=dict)  # placement group id -> name
 
 
 def _block_devices(related: Related, instance_id: str) -> list[dict[str, Any]]:
@@ -92,7 +93,9 @@ def instance_item(row: Any, related: Related) -> dict[str, Any]:
         "productCodes": [],
         "instanceType": row.flavor_name,
         "launchTime": row.launched_at or row.created_at,
-        "placement": {"availabilityZone": related.zone_for(row.host_class), "groupName": "", "tenancy": "default"},
+        "placement": {"availabilityZone": related.zone_for(row.host_class),
+                      "groupName": related.placement_groups.get(row.placement_group_id or "", ""),
+                      "groupId": row.placement_group_id, "tenancy": "default"},
         "kernelId": kernel,
         "ramdiskId": ramdisk,
         "monitoring": {"state": "disabled"},

@@ -1,4 +1,4 @@
-"""Key pairs, elastic IPs and tags as EC2 trees."""
+"""Key pairs, placement groups, elastic IPs and tags as EC2 trees."""
 from __future__ import annotations
 
 from typing import Any
@@ -17,6 +17,19 @@ def key_pair_item(pair: Any, key_type: str, tags: dict[str, str] | None,
         "tagSet": tag_set(tags),
         "publicKey": pair.public_key if include_public_key else None,
         "createTime": pair.created_at,
+    }
+
+
+def placement_group_item(group: Any, tags: dict[str, str] | None, arn: str) -> dict[str, Any]:
+    """One ``placementGroupSet`` item (spread over hosts; always ``available`` once made)."""
+    return {
+        "groupName": group.name,
+        "groupId": group.id,
+        "strategy": group.strategy,
+        "state": "available",
+        "spreadLevel": "host",
+        "groupArn": arn,
+        "tagSet": tag_set(tags),
     }
 
 

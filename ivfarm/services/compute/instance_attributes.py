@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from ivfarm.errors import InvalidInput, InvalidState
+from ivfarm.services.compute import placement_groups
 from ivfarm.services.compute.hosts import capacities
 from ivfarm.services.compute.instances import get_instance
 from ivfarm.services.compute.scheduler import Request, Scheduler
@@ -51,7 +52,10 @@ def _resize(cloud: CloudContext, session: Session, instance: Instance, flavor_na
     here = instance.host.name if instance.host else None
     target = None
     if not any(h.name == here and h.fits(wanted) for h in hosts):  # NoValidHost when no other host has room
-        target = Scheduler.from_config(cloud.config).place([wanted], [h for h in hosts if h.name != here])[0].name
+        spread = (placement_groups.member_hosts(session, instance.placement_group_id, except_instance=instance.id)
+                  if instance.placement_group_id else set())
+        others = [h for h in hosts if h.name != here and h.name not in spread]
+        target = Scheduler.from_config(cloud.config).place([wanted], others)[0].name
     instance.flavor_name, instance.vcpus, instance.memory_mb = flavor.name, flavor.vcpus, flavor.memory_mb
     return target
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from ivfarm import ids
 from ivfarm.errors import InvalidInput, InvalidState, NotFound, Unavailable
-from ivfarm.services.compute import launch_volumes, metadata_options
+from ivfarm.services.compute import launch_volumes, metadata_options, placement_groups
 from ivfarm.services.compute.hosts import capacities
 from ivfarm.services.compute.metadata_options import MetadataOptions
 from ivfarm.services.compute.scheduler import Request, Scheduler
@@ -30,7 +30,17 @@ from ivfarm.services.runtime.naming import DOMAIN_PREFIX
 from ivfarm.services.tenancy import quotas, security_groups
 from ivfarm.services.tenancy.tags import MAX_TAGS, add_tags
 from ivfarm.store import jobs
-from ivfarm.store.models import HOST_CLASSES, IN_FLIGHT, LIVE_STATES, Flavor, Host, Image, Instance, utcnow
+from ivfarm.store.models import (
+    HOST_CLASSES,
+    IN_FLIGHT,
+    LIVE_STATES,
+    Flavor,
+    Host,
+    Image,
+    Instance,
+    PlacementGroup,
+    utcnow,
+)
 from ivfarm.store.states import InstanceState as S
 from ivfarm.store.transitions import compare_and_set
 
@@ -69,6 +79,8 @@ class LaunchRequest:
     disable_api_termination: bool = False  # TerminateInstances refuses the instance while set
     root_gb: int | None = None  # the root disk's size (BlockDeviceMapping of the root device); None: the flavor's
     volumes: list[launch_volumes.ExtraVolume] = field(default_factory=list)
+    placement_group: str | None = None  # a spread placement group of the farm, by name
+    placement_group_id: str | None = None  # ... or by id
 
 
 def disk_gb_for(image: Image, flavor: Flavor) -> int:
@@ -177,10 +189,12 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
         if farm is not None and planned.volumes:
             quotas.check_volumes(session, farm, count * len(planned.volumes), count * planned.size_gb)
         cloud.store.lock_scheduler(session)
+        group = _placement_group(session, request)
+        avoid = placement_groups.member_hosts(session, group.id) if group is not None else set()
         hosts = [h for h in capacities(cloud, session, request.host_class)
-                 if planned.host is None or h.name == planned.host]
+                 if (planned.host is None or h.name == planned.host) and h.name not in avoid]
         wanted = Request(flavor.vcpus, flavor.memory_mb, disk_gb, request.host_class)
-        placed = Scheduler.from_config(cloud.config).place([wanted] * count, hosts)
+        placed = Scheduler.from_config(cloud.config).place([wanted] * count, hosts, distinct=group is not None)
         if request.dry_run:
             return []
         host_ids = {h.name: h.id for h in session.scalars(select(Host))}
@@ -204,6 +218,7 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
                 client_token=request.client_token, reservation_id=reservation, launch_index=index,
                 restart_policy=request.restart_policy, shutdown_behavior=request.shutdown_behavior,
                 disable_api_termination=request.disable_api_termination,
+                placement_group_id=group.id if group is not None else None,
                 owner=journal.me(), heartbeat_at=now,
             )
             metadata_options.store(instance, options)
@@ -223,6 +238,15 @@ def launch(cloud: CloudContext, request: LaunchRequest) -> list[Instance]:
             add_tags(session, farm.id, {i.id: "instance" for i in instances}, tags)
     journal.watch(cloud)  # their heartbeat, until each is built or given up
     return instances
+
+
+def _placement_group(session: Session, request: LaunchRequest) -> PlacementGroup | None:
+    """The farm's placement group the request names (NotFound when it has none such), or None."""
+    if request.placement_group is None and request.placement_group_id is None:
+        return None
+    if request.farm_id is None:
+        raise InvalidInput("placement groups belong to farms")
+    return placement_groups.find(session, request.farm_id, request.placement_group, request.placement_group_id)
 
 
 def mjf_urls(cloud: CloudContext, router_backend: str) -> dict[str, str]:

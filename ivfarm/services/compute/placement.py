@@ -1,7 +1,8 @@
 """Re-placing an existing instance on another host of its class (migration, drain, failover).
 
 The new host is recorded at once, inside the scheduler's transaction, so its capacity is held
-while the instance moves; the caller puts the instance back with ``place_on`` if the move fails.
+while the instance moves; the caller puts the instance back with ``place_on`` if the move fails. An
+instance of a spread placement group never moves onto a host holding another of its group.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ivfarm.errors import InvalidInput, InvalidState, NoValidHost
+from ivfarm.services.compute import placement_groups
 from ivfarm.services.compute.hosts import capacities, get_host
 from ivfarm.services.compute.instances import get_instance
 from ivfarm.services.compute.scheduler import Request, Scheduler
@@ -43,6 +45,8 @@ def reserve(cloud: CloudContext, instance_id: str, to: str | None, states: Seque
         request = Request(instance.vcpus if active else 0, instance.memory_mb if active else 0,
                           instance.disk_gb, instance.host_class)
         cloud.store.lock_scheduler(session)
+        spread = (placement_groups.member_hosts(session, instance.placement_group_id, except_instance=instance.id)
+                  if instance.placement_group_id else set())
         others = [c for c in capacities(cloud, session) if c.name != source.name]
         if to is not None:
             if to == source.name:
@@ -55,7 +59,10 @@ def reserve(cloud: CloudContext, instance_id: str, to: str | None, states: Seque
                 raise InvalidState(f"host {to} is disabled or not up")
             if not chosen.fits(request):
                 raise NoValidHost(f"host {to} has no room for {instance_id}")
+            if to in spread:
+                raise NoValidHost(f"host {to} holds another instance of {instance_id}'s spread placement group")
         else:
+            others = [c for c in others if c.name not in spread]
             target = get_host(session, Scheduler.from_config(cloud.config).place([request], others)[0].name)
         instance.host_id = target.id
         return Move(instance.id, instance.host_class, instance.state, source.name, source.uri,

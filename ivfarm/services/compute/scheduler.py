@@ -3,12 +3,13 @@
 ivfarm does its own capacity accounting (libvirt's test driver enforces none, and a real host would
 only fail late). Policies: ``pack`` fills the fullest host that still fits (workers: keep whole
 hosts free for big jobs), ``stripe`` picks the emptiest (services: spread the risk of a host loss).
-Hosts are kept sorted by free memory, so one placement costs a bisect plus a short scan.
+Hosts are kept sorted by free memory, so one placement costs a bisect plus a short scan. A batch
+placed ``distinct`` (a spread placement group) puts each request on a host none of the others took.
 """
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 
 from ivfarm.config import Config
@@ -67,14 +68,14 @@ class _ClassPool:
         self.policy = policy
         self.keys = sorted((h.free_memory_mb, i) for i, h in enumerate(hosts))
 
-    def place(self, request: Request) -> HostCapacity | None:
+    def place(self, request: Request, avoid: Container[str] = ()) -> HostCapacity | None:
         keys = self.keys
         start = bisect.bisect_left(keys, (request.memory_mb, -1))
         indices = range(start, len(keys)) if self.policy == "pack" else range(len(keys) - 1, start - 1, -1)
         for position in indices:
             index = keys[position][1]
             host = self.hosts[index]
-            if host.fits(request):
+            if host.name not in avoid and host.fits(request):
                 del keys[position]
                 host.take(request)
                 bisect.insort(keys, (host.free_memory_mb, index))
@@ -96,10 +97,12 @@ class Scheduler:
         """The site's scheduler: ``scheduler.worker_policy`` and ``scheduler.service_policy``."""
         return cls({"worker": config.get("scheduler.worker_policy"), "service": config.get("scheduler.service_policy")})
 
-    def place(self, requests: Sequence[Request], hosts: Iterable[HostCapacity]) -> list[HostCapacity]:
+    def place(self, requests: Sequence[Request], hosts: Iterable[HostCapacity],
+              distinct: bool = False) -> list[HostCapacity]:
         """The host chosen for each request, in order; raises ``NoValidHost`` if any does not fit.
 
-        The ``hosts`` given are updated with the placed usage only when every request fits.
+        With ``distinct`` no two requests share a host. The ``hosts`` given are updated with the
+        placed usage only when every request fits.
         """
         by_class: dict[str, list[HostCapacity]] = {}
         originals: dict[int, tuple[int, int, int]] = {}
@@ -109,16 +112,19 @@ class Scheduler:
                 originals[id(host)] = (host.used_cpus, host.used_memory_mb, host.used_disk_gb)
         pools = {cls: _ClassPool(members, self.policies.get(cls, "pack")) for cls, members in by_class.items()}
         chosen: list[HostCapacity] = []
+        taken: set[str] = set()
         for request in requests:
             pool = pools.get(request.host_class)
-            placed = pool.place(request) if pool else None
+            placed = pool.place(request, taken) if pool else None
             if placed is None:
                 for members in by_class.values():
                     for member in members:
                         member.used_cpus, member.used_memory_mb, member.used_disk_gb = originals[id(member)]
                 raise NoValidHost(
-                    f"no enabled {request.host_class} host has room for {request.vcpus} vCPU, "
-                    f"{request.memory_mb} MB memory and {request.disk_gb} GB disk"
+                    f"no enabled {request.host_class} host{' free of the others' if distinct else ''} "
+                    f"has room for {request.vcpus} vCPU, {request.memory_mb} MB memory and {request.disk_gb} GB disk"
                 )
             chosen.append(placed)
+            if distinct:
+                taken.add(placed.name)
         return chosen

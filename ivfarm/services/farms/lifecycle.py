@@ -28,6 +28,7 @@ from ivfarm.store.models import (
     Instance,
     KeyPair,
     LaunchPermission,
+    PlacementGroup,
     PortForward,
     Snapshot,
     Tag,
@@ -199,6 +200,7 @@ def _delete_rows(cloud: CloudContext, farm_id: int) -> None:
         session.execute(delete(Snapshot).where(Snapshot.farm_id == farm_id))
         if instance_ids:
             session.execute(delete(Instance).where(Instance.id.in_(instance_ids)))
+        session.execute(delete(PlacementGroup).where(PlacementGroup.farm_id == farm_id))
         session.execute(delete(LaunchPermission).where(LaunchPermission.farm_id == farm_id))
         files = []
         for image in session.scalars(select(Image).where(Image.owner_farm_id == farm_id)):

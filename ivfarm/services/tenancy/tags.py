@@ -15,14 +15,25 @@ from sqlalchemy.orm import Session
 from ivfarm import ids
 from ivfarm.errors import InvalidInput, NotFound
 from ivfarm.services.runtime.context import CloudContext
-from ivfarm.store.models import Address, Image, Instance, KeyPair, SecurityGroup, Snapshot, Tag, Volume
+from ivfarm.store.models import (
+    Address,
+    Image,
+    Instance,
+    KeyPair,
+    PlacementGroup,
+    SecurityGroup,
+    Snapshot,
+    Tag,
+    Volume,
+)
 
 MAX_TAGS = 50
 MAX_KEY = 128
 MAX_VALUE = 256
 # id kind (ivfarm.ids) -> EC2 resource type
 RESOURCE_TYPES = {"instance": "instance", "keypair": "key-pair", "allocation": "elastic-ip", "image": "image",
-                  "security_group": "security-group", "volume": "volume", "snapshot": "snapshot"}
+                  "security_group": "security-group", "volume": "volume", "snapshot": "snapshot",
+                  "placement_group": "placement-group"}
 
 
 class TagLimitExceeded(InvalidInput):
@@ -73,6 +84,8 @@ def _existing(session: Session, farm_id: int, kind: str, wanted: list[str],
             query = query.where(or_(Instance.state != "terminated", Instance.terminated_at >= terminated_after))
     elif kind == "keypair":
         query = select(KeyPair.id).where(KeyPair.farm_id == farm_id, KeyPair.id.in_(wanted))
+    elif kind == "placement_group":
+        query = select(PlacementGroup.id).where(PlacementGroup.farm_id == farm_id, PlacementGroup.id.in_(wanted))
     elif kind == "security_group":
         query = select(SecurityGroup.id).where(SecurityGroup.farm_id == farm_id, SecurityGroup.id.in_(wanted))
     elif kind == "volume":
