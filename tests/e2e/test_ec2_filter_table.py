@@ -24,6 +24,7 @@ COUNTS: dict[str, Callable[[dict[str, Any]], int]] = {
     "DescribeVolumes": lambda r: len(r["Volumes"]),
     "DescribeVolumeStatus": lambda r: len(r["VolumeStatuses"]),
     "DescribeSnapshots": lambda r: len(r["Snapshots"]),
+    "DescribePlacementGroups": lambda r: len(r["PlacementGroups"]),
 }
 EXTRA = {"DescribeInstanceStatus": {"IncludeAllInstances": True}}
 CASES = [(action, name) for action, row in TABLE.items() for name in sorted(row.names())]
@@ -31,9 +32,11 @@ CASES = [(action, name) for action, row in TABLE.items() for name in sorted(row.
 
 @pytest.fixture(scope="module")
 def session(ec2_site: Ec2Site) -> Iterator[Any]:
-    """alpha with one instance, one key pair, one tag, one volume and one snapshot, all removed afterwards."""
+    """alpha with one instance, one key pair, one tag, one volume, one snapshot and one placement group,
+    all removed afterwards."""
     client = ec2_site.client("alpha")
     client.create_key_pair(KeyName="table-key")
+    client.create_placement_group(GroupName="table-group", Strategy="spread")
     (instance,) = client.run_instances(ImageId=ec2_site.ami, MinCount=1, MaxCount=1, InstanceType="m1.tiny",
                                        KeyName="table-key")["Instances"]
     client.create_tags(Resources=[instance["InstanceId"]], Tags=[{"Key": "k", "Value": "v"}])
@@ -46,6 +49,7 @@ def session(ec2_site: Ec2Site) -> Iterator[Any]:
     client.get_waiter("instance_terminated").wait(InstanceIds=[instance["InstanceId"]],
                                                   WaiterConfig={"Delay": 1, "MaxAttempts": 60})
     client.delete_key_pair(KeyName="table-key")
+    client.delete_placement_group(GroupName="table-group")
 
 
 def count(client: Any, action: str, *filters: tuple[str, str]) -> int:
@@ -90,6 +94,9 @@ def test_documented_filter_is_accepted(session: Any, action: str, name: str) -> 
     ("DescribeVolumeStatus", "volume-status.status", "ok", True),
     ("DescribeSnapshots", "storage-tier", "standard", True),
     ("DescribeSnapshots", "owner-alias", "amazon", False),
+    ("DescribePlacementGroups", "strategy", "spread", True),
+    ("DescribePlacementGroups", "spread-level", "rack", False),
+    ("DescribePlacementGroups", "group-arn", "arn:aws:ec2:*:placement-group/table-group", True),
 ])
 def test_filters_match_as_aws_would(session: Any, action: str, name: str, value: str, matches: bool) -> None:
     if action == "DescribeInstanceStatus":

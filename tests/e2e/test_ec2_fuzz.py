@@ -27,8 +27,8 @@ _REQUEST_ID = re.compile(rb"<requestId>[^<]*</requestId>")
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A farm with a running and a stopped instance, a key pair, tags, an associated elastic IP and a
-    security group with a rule."""
+    """A farm with a running and a stopped instance, a key pair, tags, an associated elastic IP, a
+    security group with a rule and a placement group."""
     # thousands of requests a minute from one farm: throttling (its own test) must not answer them here
     unthrottled = {"ec2": {"limits": {"rate_per_s": 100000, "burst": 100000}}}
     site = start_site(tmp_path_factory.mktemp("fuzz"), settings=unthrottled,
@@ -57,7 +57,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Any:
                == "attached", 30, 0.2)
     taken = alpha.create_snapshot(VolumeId=attached)["SnapshotId"]
     alpha.get_waiter("snapshot_completed").wait(SnapshotIds=[taken], WaiterConfig=FAST)
-    facts = {"running": running, "stopped": stopped, "key_id": key_id, "allocation": address["AllocationId"],
+    alpha.create_placement_group(GroupName="fixed-spread", Strategy="spread")
+    placement_group = alpha.describe_placement_groups()["PlacementGroups"][0]["GroupId"]
+    facts = {"placement_group": placement_group, "placement_group_name": "fixed-spread", "running": running, "stopped": stopped, "key_id": key_id, "allocation": address["AllocationId"],
              "public_ip": address["PublicIp"], "association": association, "ami": site.ami, "group": group,
              "default_group": default_group["GroupId"], "own_ami": own_ami,
              "rule": rule["SecurityGroupRules"][0]["SecurityGroupRuleId"], "volume": attached, "spare": spare,
@@ -70,7 +72,7 @@ def snapshot(client: QueryClient) -> list[bytes]:
     """What the farm's users can see of its instances, keys, addresses, tags and security groups."""
     answers = []
     for action in ("DescribeInstances", "DescribeKeyPairs", "DescribeAddresses", "DescribeTags", "DescribeImages",
-                   "DescribeSecurityGroups", "DescribeVolumes", "DescribeSnapshots"):
+                   "DescribeSecurityGroups", "DescribeVolumes", "DescribeSnapshots", "DescribePlacementGroups"):
         status, body = client.call({"Action": action})
         assert status == 200
         answers.append(_REQUEST_ID.sub(b"", body))
@@ -84,10 +86,12 @@ def junk() -> st.SearchStrategy[str]:
         st.sampled_from(["true", "false", "TRUE", "maybe", "ami-zz", "i-zz", "i-", "key-", "eipalloc-1",
                          "ami-12345678", "i-0123456789abcdef0", "!!!", "a==", "m1.tiny", "ivfarm-1-worker",
                          "tcp", "udp", "icmp", "-1", "0.0.0.0/0", "10.0.0.0/8", "default", "sg-zz", "vol-zz",
-                         "/dev/sdf", "/dev/sdz", "gp3", "io2", "ivfarm-1-service"]),
+                         "/dev/sdf", "/dev/sdz", "gp3", "io2", "ivfarm-1-service", "spread", "cluster",
+                         "pg-zz"]),
         st.builds(lambda k: ids.new_id(k), st.sampled_from(["instance", "image", "keypair", "allocation",
                                                             "association", "security_group",
-                                                            "security_group_rule", "volume", "snapshot"])),
+                                                            "security_group_rule", "volume", "snapshot",
+                                                            "placement_group"])),
     )
 
 
@@ -116,12 +120,23 @@ SPEC: dict[str, tuple[dict[str, tuple[str, ...]], list[dict[str, str]]]] = {
                       "UserData": (), "ClientToken": (), "Placement.AvailabilityZone": (),
                       "TagSpecification.1.ResourceType": (), "TagSpecification.1.Tag.1.Key": (),
                       "TagSpecification.1.Tag.1.Value": (), "SecurityGroup.1": (), "SecurityGroupId.1": ("group",),
-                      "SubnetId": (), "PrivateIpAddress": (), "InstanceInitiatedShutdownBehavior": ()},
+                      "SubnetId": (), "PrivateIpAddress": (), "InstanceInitiatedShutdownBehavior": (),
+                      "Placement.GroupName": ("placement_group_name",), "Placement.GroupId": ("placement_group",)},
                      [{"SecurityGroupId.1": "sg-zz"}, {"SubnetId": "subnet-0123456789abcdef0"},
                       {"InstanceInitiatedShutdownBehavior": "explode"}, {"MinCount": "-1"}, {"MaxCount": "0"},
                       {"ImageId": "ami-zz"}, {"UserData": "***"},
                       {"KeyName": "no-such-key"}, {"Placement.AvailabilityZone": "nowhere-1a"},
-                      {"TagSpecification.1.ResourceType": "volume"}]),
+                      {"TagSpecification.1.ResourceType": "volume"}, {"Placement.GroupName": "absent-group"},
+                      {"Placement.GroupId": "pg-zz"}]),
+    "CreatePlacementGroup": ({"GroupName": ("placement_group_name",), "Strategy": (), "SpreadLevel": (),
+                              "TagSpecification.1.ResourceType": (), "TagSpecification.1.Tag.1.Key": (),
+                              "TagSpecification.1.Tag.1.Value": ()},
+                             [{"Strategy": "cluster"}, {"Strategy": "stack"}, {"SpreadLevel": "rack"},
+                              {"GroupName": "fixed-spread"}, {"TagSpecification.1.ResourceType": "instance"}]),
+    "DescribePlacementGroups": ({"GroupName.1": ("placement_group_name",), "GroupId.1": ("placement_group",)},
+                                [{"GroupId.1": "pg-zz"}, {"GroupName.2": "absent-group"},
+                                 {"GroupId.2": "pg-0123456789abcdef0"}]),
+    "DeletePlacementGroup": ({"GroupName": ("placement_group_name",)}, [{"GroupName": "absent-group"}]),
     "DescribeInstances": ({"InstanceId.1": ("running", "stopped"), "InstanceId.2": ("running",),
                            "MaxResults": (), "NextToken": ()},
                           [{"InstanceId.2": "i-zz"}, {"MaxResults": "2000"}, {"NextToken": "@@"}]),
@@ -230,7 +245,7 @@ SPEC: dict[str, tuple[dict[str, tuple[str, ...]], list[dict[str, str]]]] = {
 FILTERED = {"DescribeRegions", "DescribeAvailabilityZones", "DescribeImages", "DescribeInstanceTypes",
             "DescribeInstances", "DescribeInstanceStatus", "DescribeKeyPairs", "DescribeAddresses", "DescribeTags",
             "DescribeSecurityGroups", "DescribeVpcs", "DescribeSubnets", "DescribeNetworkInterfaces",
-            "DescribeVolumes", "DescribeVolumeStatus", "DescribeSnapshots"}
+            "DescribeVolumes", "DescribeVolumeStatus", "DescribeSnapshots", "DescribePlacementGroups"}
 
 
 @st.composite
@@ -245,7 +260,7 @@ def requests(draw: st.DrawFn, facts: dict[str, str]) -> dict[str, str]:
             params[name] = draw(values(facts, *sources))
     if action in FILTERED and draw(st.booleans()):
         params["Filter.1.Name"] = draw(st.sampled_from(["instance-id", "tag:role", "key-name", "bogus", "name", "size",
-                                                                 "volume-id", "status"]))
+                                                                 "volume-id", "status", "strategy"]))
         params["Filter.1.Value.1"] = draw(junk())
     mode = draw(st.sampled_from(["dry-run", "poison", "unknown"]))
     if mode == "dry-run":

@@ -29,6 +29,8 @@ def _state(client: Any) -> dict[str, Any]:
         "volumes": sorted((v["VolumeId"], v["State"], v["Size"], tuple(a["InstanceId"] for a in v["Attachments"]))
                           for v in client.describe_volumes()["Volumes"]),
         "snapshots": sorted((s["SnapshotId"], s["State"]) for s in client.describe_snapshots()["Snapshots"]),
+        "placement_groups": sorted((g["GroupId"], g["GroupName"])
+                                   for g in client.describe_placement_groups()["PlacementGroups"]),
     }
 
 
@@ -59,7 +61,9 @@ def world(ec2_site: Ec2Site) -> dict[str, Any]:
     snapshot = alpha.create_snapshot(VolumeId=volume)["SnapshotId"]
     alpha.get_waiter("snapshot_completed").wait(SnapshotIds=[snapshot], WaiterConfig=FAST)
     beta_volume = beta.create_volume(AvailabilityZone="ivfarm-1-worker", Size=1)["VolumeId"]
-    return {"volume": volume, "snapshot": snapshot, "beta_volume": beta_volume, "public_ami": ec2_site.ami,"instance": iid, "key_id": key_id, "key_name": "secret-key", "allocation": address["AllocationId"],
+    alpha.create_placement_group(GroupName="alpha-spread", Strategy="spread")
+    group = alpha.describe_placement_groups()["PlacementGroups"][0]["GroupId"]
+    return {"placement_group": group, "placement_group_name": "alpha-spread","volume": volume, "snapshot": snapshot, "beta_volume": beta_volume, "public_ami": ec2_site.ami,"instance": iid, "key_id": key_id, "key_name": "secret-key", "allocation": address["AllocationId"],
             "public_ip": address["PublicIp"], "association": association, "image": private_ami,
             "beta_instance": own["InstanceId"], "beta_allocation": beta_address["AllocationId"]}
 
@@ -182,6 +186,38 @@ def test_other_farms_addresses_and_key_names_look_absent(ec2_site: Ec2Site, worl
     assert _state(alpha) == before
 
 
+# Placement groups answer InvalidPlacementGroup.Unknown (not .NotFound), for theirs as for absent ones:
+# (case, key of the other farm's value in `world`, an absent value, call)
+PLACEMENT_CASES: list[tuple[str, str, str, Callable[[Any, str], Any]]] = [
+    ("DescribePlacementGroups(name)", "placement_group_name", "no-such-group",
+     lambda c, x: c.describe_placement_groups(GroupNames=[x])),
+    ("DescribePlacementGroups(id)", "placement_group", ids.new_id("placement_group"),
+     lambda c, x: c.describe_placement_groups(GroupIds=[x])),
+    ("DeletePlacementGroup", "placement_group_name", "no-such-group", lambda c, x: c.delete_placement_group(GroupName=x)),
+    ("RunInstances(placement group name)", "placement_group_name", "no-such-group",
+     lambda c, x: c.run_instances(ImageId=c.describe_images()["Images"][0]["ImageId"], MinCount=1, MaxCount=1,
+                                  Placement={"GroupName": x})),
+    ("RunInstances(placement group id)", "placement_group", ids.new_id("placement_group"),
+     lambda c, x: c.run_instances(ImageId=c.describe_images()["Images"][0]["ImageId"], MinCount=1, MaxCount=1,
+                                  Placement={"GroupId": x})),
+    ("CreateTags(placement group)", "placement_group", ids.new_id("placement_group"),
+     lambda c, x: c.create_tags(Resources=[x], Tags=[{"Key": "k", "Value": "v"}])),
+]
+
+
+@pytest.mark.parametrize(("name", "key", "absent", "call"), PLACEMENT_CASES, ids=[c[0] for c in PLACEMENT_CASES])
+def test_other_farms_placement_groups_look_absent(ec2_site: Ec2Site, world: dict[str, Any], name: str, key: str,
+                                                  absent: str, call: Callable[[Any, str], Any]) -> None:
+    alpha, beta = ec2_site.client("alpha"), ec2_site.client("beta")
+    before_alpha, before_beta = _state(alpha), _state(beta)
+    theirs = world[key]
+    their_answer, absent_answer = _error(lambda: call(beta, theirs)), _error(lambda: call(beta, absent))
+    assert their_answer[0] == absent_answer[0] == "InvalidPlacementGroup.Unknown"
+    assert their_answer[2] == absent_answer[2] == 400
+    assert their_answer[1].replace(theirs, "<id>") == absent_answer[1].replace(absent, "<id>")
+    assert _state(alpha) == before_alpha and _state(beta) == before_beta
+
+
 def test_lists_show_only_the_farms_own(ec2_site: Ec2Site, world: dict[str, Any]) -> None:
     alpha, beta = ec2_site.client("alpha"), ec2_site.client("beta")
     before = _state(alpha)
@@ -196,3 +232,8 @@ def test_lists_show_only_the_farms_own(ec2_site: Ec2Site, world: dict[str, Any])
     assert _state(alpha) == before
     assert [k["KeyName"] for k in beta.describe_key_pairs()["KeyPairs"]] == [world["key_name"]]
     beta.delete_key_pair(KeyName=world["key_name"])
+    assert seen["placement_groups"] == []
+    beta.create_placement_group(GroupName=world["placement_group_name"], Strategy="spread")  # names are per farm
+    assert _state(alpha) == before
+    beta.delete_placement_group(GroupName=world["placement_group_name"])
+    assert [g["GroupName"] for g in alpha.describe_placement_groups()["PlacementGroups"]] == ["alpha-spread"]

@@ -80,7 +80,7 @@ def create_placement_group(ctx: RequestContext, p: Params) -> dict[str, Any]:
         group = placement_groups.create(ctx.cloud, ctx.farm_id, name, strategy, tags)
     except AlreadyExists as exc:
         raise _duplicate(name) from exc
-    return {"return": True, "placementGroup": placement_group_item(group, tags, _arn(ctx, group.name))}
+    return {"placementGroup": placement_group_item(group, tags, _arn(ctx, group.name))}
 
 
 def _duplicate(name: str) -> Ec2Error:
