@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import shutil
 import signal
 import sys
@@ -21,7 +20,7 @@ import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from fileops.atomic import atomic_open, atomic_write
+from fileops.atomic import atomic_write
 from fileops.locks import exclusive_lock
 from vrouter import _sh
 from vrouter.base import RouterBackend
@@ -38,6 +37,7 @@ from vrouter.netns_rules import (
     metadata_server_args,
     parse_leases,
 )
+from vrouter.owned_files import owned_file_user, replace_owned_file
 from vrouter.public import PublicSegment
 from vrouter.spec import KEY_RE, RouterSpec
 
@@ -287,7 +287,7 @@ class NetnsRouter(RouterBackend):
     # --- dnsmasq --------------------------------------------------------------------------------
     def _make_hosts_dir(self, key: str) -> None:
         """The router's hosts directory: 0700, owned by dnsmasq's user (below a dhcp_dir it may traverse)."""
-        owner = _user(self.dnsmasq_user, "dnsmasq's")
+        owner = owned_file_user(self.dnsmasq_user, "dnsmasq's")
         self.dhcp_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dhcp_dir, 0o711)
         directory = self._hosts_dir(key)
@@ -296,8 +296,8 @@ class NetnsRouter(RouterBackend):
 
     def _write_hosts(self, spec: RouterSpec) -> bool:
         """Atomically (re)write the DHCP hosts file (0600, dnsmasq's user's); True when it changed."""
-        return _replace_file(self._paths(spec.key).hosts, dnsmasq_hosts(spec), 0o600,
-                             _user(self.dnsmasq_user, "dnsmasq's"))
+        return replace_owned_file(self._paths(spec.key).hosts, dnsmasq_hosts(spec), 0o600,
+                             owned_file_user(self.dnsmasq_user, "dnsmasq's"))
 
     def _start_dnsmasq(self, spec: RouterSpec) -> None:
         paths = self._paths(spec.key)
@@ -336,7 +336,7 @@ class NetnsRouter(RouterBackend):
     def _write_records(self, key: str, text: str) -> None:
         """Replace the records file atomically, 0600 and owned by the metadata server's user (the run
         directories above it stay closed to that user: the server reads through a directory it pinned)."""
-        _replace_file(self._records_path(key), text, 0o600, _user(self.metadata_user, "the metadata server's"))
+        replace_owned_file(self._records_path(key), text, 0o600, owned_file_user(self.metadata_user, "the metadata server's"))
 
     def _records_path(self, key: str) -> Path:
         return self._dir(key) / "metadata.json"
@@ -403,24 +403,3 @@ class NetnsRouter(RouterBackend):
     def _lock(self) -> AbstractContextManager[None]:
         """One router change at a time on this machine (several ivfarm processes may run)."""
         return exclusive_lock(self.run_dir / ".lock")
-
-
-def _user(name: str, whose: str) -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        raise RouterError(f"{whose} user {name!r} does not exist") from None
-
-
-def _replace_file(path: Path, content: str, mode: int, owner: pwd.struct_passwd | None = None) -> bool:
-    """Atomically give path this content and mode (and owner); True when it changed."""
-    try:
-        if path.read_text() == content and (owner is None or path.stat().st_uid == owner.pw_uid):
-            return False
-    except FileNotFoundError:
-        pass
-    with atomic_open(path, mode) as stream:
-        if owner is not None:
-            os.fchown(stream.fileno(), owner.pw_uid, owner.pw_gid)
-        stream.write(content.encode())
-    return True

@@ -18,23 +18,18 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ivfarm.store.base import Base as Base
+from ivfarm.store.base import utcnow as utcnow
+from ivfarm.store.block_storage import Snapshot as Snapshot
+from ivfarm.store.block_storage import Volume as Volume
 
 # the instance states, re-exported for the many readers that only need these groups
 from ivfarm.store.states import ACTIVE_STATES as ACTIVE_STATES
 from ivfarm.store.states import IN_FLIGHT as IN_FLIGHT
 from ivfarm.store.states import LIVE_STATES as LIVE_STATES
 from ivfarm.store.types import Sealed, UTCDateTime
-
-
-def utcnow() -> dt.datetime:
-    """Timezone-aware now, the only clock the store uses."""
-    return dt.datetime.now(dt.timezone.utc)
-
-
-class Base(DeclarativeBase):
-    pass
-
 
 HOST_CLASSES = ("service", "worker")
 
@@ -397,49 +392,3 @@ class Drain(Base):
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # instance id -> what was done
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-
-class Volume(Base):
-    """A farm's block volume (EBS-like): a disk in the storage of its class, attached to at most one
-    instance. ``host_id`` is the host whose pool holds it (None: not made yet, or shared storage
-    reached from any host of the class); ``state`` and ``attach_state`` follow EC2. A state in flight
-    (creating, deleting, attaching, detaching) always has its job (``store.jobs``), written with it."""
-
-    __tablename__ = "volumes"
-    __table_args__ = (UniqueConstraint("instance_id", "device"), Index("ix_volumes_farm_state", "farm_id", "state"))
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # vol-
-    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
-    host_class: Mapped[str] = mapped_column(String(16))
-    host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"), nullable=True)
-    size_gb: Mapped[int] = mapped_column(Integer)
-    volume_type: Mapped[str] = mapped_column(String(16), default="gp2")  # standard | gp2 | gp3 (shown only)
-    snapshot_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    state: Mapped[str] = mapped_column(String(16), index=True)  # creating | available | in-use | deleting | deleted | error
-    made: Mapped[bool] = mapped_column(Boolean, default=False)  # the disk exists in its pool
-    instance_id: Mapped[str | None] = mapped_column(ForeignKey("instances.id"), nullable=True, index=True)
-    device: Mapped[str | None] = mapped_column(String(32), nullable=True)  # /dev/sdf as the tenant named it
-    attach_state: Mapped[str | None] = mapped_column(String(16), nullable=True)  # attaching | attached | detaching
-    attach_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    delete_on_termination: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    deleted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-
-
-class Snapshot(Base):
-    """A point-in-time copy of a volume, kept beside it in the same pool (``host_id``)."""
-
-    __tablename__ = "snapshots"
-    __table_args__ = (Index("ix_snapshots_farm_state", "farm_id", "state"),)
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # snap-
-    farm_id: Mapped[int] = mapped_column(ForeignKey("farms.id"), index=True)
-    volume_id: Mapped[str] = mapped_column(String(32))
-    host_class: Mapped[str] = mapped_column(String(16))
-    host_id: Mapped[int | None] = mapped_column(ForeignKey("hosts.id"), nullable=True)
-    size_gb: Mapped[int] = mapped_column(Integer)
-    description: Mapped[str] = mapped_column(String(255), default="")
-    state: Mapped[str] = mapped_column(String(16), index=True)  # pending | completed | deleting | deleted | error
-    made: Mapped[bool] = mapped_column(Boolean, default=False)  # False: the volume had no disk yet (empty)
-    progress: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
